@@ -1,0 +1,1 @@
+"""Shared foundations every module may import: settings, database, models, i18n, services."""

@@ -1,0 +1,242 @@
+"""Typed SQLAlchemy 2 models for accounts, Telegram identities, catalogue, stock, orders."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+CUSTOMER_KINDS = ("retailer", "dealer")
+DEALER_TIERS = ("key", "potential", "advantage", "general")
+STAFF_ROLES = ("admin", "customer_service", "trainer")
+ORDER_STATUSES = ("pending", "confirmed", "picking", "shipped", "delivered", "cancelled")
+OPEN_ORDER_STATUSES = ("pending", "confirmed", "picking", "shipped")
+
+
+def utcnow() -> dt.datetime:
+    """Timezone-aware now, in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {
+        dt.datetime: DateTime(timezone=True),
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+    }
+
+
+class Customer(Base):
+    """A retailer (终端门店) or a dealer (经销商), keyed by the operator's code."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    phone: Mapped[str] = mapped_column(String(40), default="")
+    region: Mapped[str] = mapped_column(String(100), default="")
+    channel: Mapped[str] = mapped_column(String(60), default="")  # retailers only
+    tier: Mapped[str | None] = mapped_column(String(16), default=None)  # dealers only
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class StaffMember(Base):
+    """Someone who works for the brand: admin, customer service or trainer."""
+
+    __tablename__ = "staff_members"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class TelegramIdentity(Base):
+    """A Telegram user as the bot knows them, and the account their chat is linked to."""
+
+    __tablename__ = "telegram_identities"
+
+    telegram_user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    first_name: Mapped[str] = mapped_column(String(200), default="")
+    username: Mapped[str | None] = mapped_column(String(64), default=None)
+    locale: Mapped[str | None] = mapped_column(String(8), default=None)
+    locale_locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), default=None, index=True
+    )
+    staff_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_members.id", ondelete="SET NULL"), default=None
+    )
+    linked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    customer: Mapped[Customer | None] = relationship(lazy="raise")
+    staff: Mapped[StaffMember | None] = relationship(lazy="raise")
+
+
+class LinkCode(Base):
+    """A one-time code staff generate so a Telegram chat can be linked to an account."""
+
+    __tablename__ = "link_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), default=None)
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff_members.id"), default=None)
+    created_by: Mapped[str] = mapped_column(String(100), default="cli")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    used_by: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+
+class LinkThrottle(Base):
+    """Failed link attempts per Telegram user, to slow down guessing."""
+
+    __tablename__ = "link_throttles"
+
+    telegram_user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class Product(Base):
+    """A catalogue item."""
+
+    __tablename__ = "products"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), unique=True)
+    name_zh: Mapped[str] = mapped_column(String(200))
+    name_en: Mapped[str] = mapped_column(String(200), default="")
+    aliases: Mapped[list[str]] = mapped_column(default=list)
+    category: Mapped[str] = mapped_column(String(100), default="")
+    unit: Mapped[str] = mapped_column(String(40), default="")
+    price: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Warehouse(Base):
+    """A place stock is held."""
+
+    __tablename__ = "warehouses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(100), unique=True)
+
+
+class StockLevel(Base):
+    """Quantity of one product in one warehouse, as last imported."""
+
+    __tablename__ = "stock_levels"
+    __table_args__ = (UniqueConstraint("product_id", "warehouse_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    warehouse_id: Mapped[int] = mapped_column(ForeignKey("warehouses.id", ondelete="CASCADE"))
+    quantity: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Order(Base):
+    """A sales order copied from the operator's ERP/DMS."""
+
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_no: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column()
+    promised_date: Mapped[dt.date | None] = mapped_column(Date, default=None)
+    carrier: Mapped[str] = mapped_column(String(100), default="")
+    tracking_no: Mapped[str] = mapped_column(String(100), default="")
+
+    lines: Mapped[list[OrderLine]] = relationship(
+        lazy="raise", cascade="all, delete-orphan", order_by="OrderLine.id"
+    )
+
+
+class OrderLine(Base):
+    """One product line of an order."""
+
+    __tablename__ = "order_lines"
+    __table_args__ = (UniqueConstraint("order_id", "product_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+
+    product: Mapped[Product] = relationship(lazy="raise")
+
+
+class Promotion(Base):
+    """A trade promotion; empty skus/regions/channels mean 'all'."""
+
+    __tablename__ = "promotions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    title_zh: Mapped[str] = mapped_column(String(200))
+    title_en: Mapped[str] = mapped_column(String(200), default="")
+    starts_on: Mapped[dt.date] = mapped_column(Date)
+    ends_on: Mapped[dt.date] = mapped_column(Date)
+    skus: Mapped[list[str]] = mapped_column(default=list)
+    regions: Mapped[list[str]] = mapped_column(default=list)
+    channels: Mapped[list[str]] = mapped_column(default=list)
+    min_quantity: Mapped[int] = mapped_column(Integer, default=0)
+    benefit_zh: Mapped[str] = mapped_column(Text, default="")
+    benefit_en: Mapped[str] = mapped_column(Text, default="")
+
+
+class ProcessedUpdate(Base):
+    """Telegram update ids already handled, so a redelivered update is handled once."""
+
+    __tablename__ = "processed_updates"
+
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    processed_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class AuditLog(Base):
+    """Who did what, written in the same transaction as the change itself."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(100))
+    subject: Mapped[str] = mapped_column(String(200), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
