@@ -1,0 +1,1 @@
+"""Telegram gateway, Rasa client, custom actions, reply rendering, sandbox and emulator."""

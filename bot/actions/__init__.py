@@ -1,0 +1,1 @@
+"""Rasa custom actions: thin adapters from Rasa's action protocol to our domain services."""

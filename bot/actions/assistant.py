@@ -1,0 +1,15 @@
+"""The registry of custom actions the Rasa domain declares."""
+
+from __future__ import annotations
+
+from bot.actions.fallback import ActionDefaultAskAffirmation
+from bot.actions.orders import ActionOrderStatus
+from bot.actions.sdk import Action
+
+
+def all_actions() -> list[Action]:
+    """One instance of every custom action."""
+    return [
+        ActionOrderStatus(),
+        ActionDefaultAskAffirmation(),
+    ]

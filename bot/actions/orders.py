@@ -1,0 +1,61 @@
+"""Order status: by number, or the linked account's open orders."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from bot.actions.sdk import Action, ActionContext, Dispatcher, Tracker, slot_set
+from core.services import accounts, orders
+
+# Order numbers as people type them: SO20261115-0123, so20261115 0123, SO202611150123.
+ORDER_IN_TEXT = re.compile(r"\b([A-Za-z]{2})\s*-?\s*(\d{8})\s*-?\s*(\d{3,6})\b")
+
+
+def order_button(order_no: str) -> dict[str, str]:
+    """A button that asks for this order's status."""
+    payload = "/order_status" + json.dumps({"order_id": order_no}, separators=(",", ":"))
+    return {"label": order_no, "payload": payload}
+
+
+class ActionOrderStatus(Action):
+    name = "action_order_status"
+
+    async def run(self, ctx: ActionContext, dispatcher: Dispatcher, tracker: Tracker,
+                  domain: dict[str, Any]) -> list[dict[str, Any]]:
+        """Answer with the order's status, or offer the customer's open orders."""
+        user_id = tracker.telegram_user_id
+        ident = await accounts.get_identity(ctx.db, user_id) if user_id is not None else None
+        if ident is None or ident.customer_id is None:
+            dispatcher.reply("link_required")
+            return [slot_set("order_id", None)]
+
+        raw = tracker.entity("order_id") or tracker.slots.get("order_id")
+        if not raw:
+            found = ORDER_IN_TEXT.search(tracker.text)
+            raw = "".join(found.groups()) if found else None
+        if raw:
+            if orders.normalize_order_no(str(raw)) is None:
+                dispatcher.reply("order_id_invalid", given=str(raw)[:40])
+                return [slot_set("order_id", None)]
+            view = await orders.find_order(ctx.db, ident.customer_id, str(raw))
+            if view is None:
+                dispatcher.reply("order_not_found", order_no=orders.normalize_order_no(str(raw)))
+            else:
+                dispatcher.reply("order_status", **view.as_vars())
+            return [slot_set("order_id", None)]
+
+        open_orders = await orders.recent_orders(ctx.db, ident.customer_id, open_only=True)
+        if len(open_orders) == 1:
+            dispatcher.reply("order_status", **open_orders[0].as_vars())
+        elif open_orders:
+            dispatcher.reply("order_pick", buttons=[order_button(o.order_no) for o in open_orders],
+                             count=len(open_orders))
+        else:
+            latest = await orders.recent_orders(ctx.db, ident.customer_id, limit=1)
+            if latest:
+                dispatcher.reply("orders_none_open_latest", **latest[0].as_vars())
+            else:
+                dispatcher.reply("orders_none")
+        return [slot_set("order_id", None)]

@@ -1,0 +1,113 @@
+"""The few pieces of Rasa's action protocol we need (rasa-sdk's pins clash with ours).
+
+Rasa POSTs `{next_action, sender_id, tracker, domain, version}` to the action server and reads
+`{events, responses}` back. Responses here are custom payloads naming a template, so the gateway
+renders every reply in the user's locale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.db import Database
+from core.settings import Settings
+
+
+@dataclass
+class Tracker:
+    """A read-only view of the conversation state Rasa sends with each action call."""
+
+    sender_id: str
+    slots: dict[str, Any] = field(default_factory=dict)
+    latest_message: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Tracker:
+        """Build from the `tracker` object of an action call."""
+        return cls(
+            sender_id=str(data.get("sender_id", "")),
+            slots=dict(data.get("slots") or {}),
+            latest_message=dict(data.get("latest_message") or {}),
+            events=list(data.get("events") or []),
+        )
+
+    @property
+    def text(self) -> str:
+        """The user's latest message text."""
+        return str(self.latest_message.get("text") or "")
+
+    @property
+    def intent(self) -> str:
+        """The latest message's intent name."""
+        return str((self.latest_message.get("intent") or {}).get("name") or "")
+
+    def entity(self, name: str) -> str | None:
+        """First value of an entity in the latest message."""
+        for ent in self.latest_message.get("entities") or []:
+            if ent.get("entity") == name and ent.get("value") not in (None, ""):
+                return str(ent["value"])
+        return None
+
+    def entity_values(self, name: str) -> list[str]:
+        """Every value of an entity in the latest message."""
+        return [str(e["value"]) for e in self.latest_message.get("entities") or []
+                if e.get("entity") == name and e.get("value")]
+
+    @property
+    def telegram_user_id(self) -> int | None:
+        """The sender as a Telegram user id (the gateway uses it as Rasa's sender id)."""
+        try:
+            return int(self.sender_id)
+        except ValueError:
+            return None
+
+
+class Dispatcher:
+    """Collects the replies an action sends, like rasa-sdk's CollectingDispatcher."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    def reply(self, template: str, buttons: list[dict[str, str]] | None = None,
+              **variables: Any) -> None:
+        """Queue a reply rendered later from `template` in the user's locale."""
+        custom: dict[str, Any] = {"template": template, "vars": variables}
+        if buttons:
+            custom["buttons"] = buttons
+        self.messages.append({"custom": custom})
+
+
+@dataclass
+class ActionContext:
+    """What every action may use: the database and settings (one session per call)."""
+
+    db: Database
+    settings: Settings
+
+
+def slot_set(name: str, value: Any) -> dict[str, Any]:
+    """The SlotSet event."""
+    return {"event": "slot", "name": name, "value": value, "timestamp": None}
+
+
+def conversation_paused() -> dict[str, Any]:
+    """The ConversationPaused event: Rasa ignores the user until resumed."""
+    return {"event": "pause", "timestamp": None}
+
+
+def followup(action: str) -> dict[str, Any]:
+    """The FollowupAction event."""
+    return {"event": "followup", "name": action, "timestamp": None}
+
+
+class Action:
+    """Base class: subclasses set `name` and implement `run`."""
+
+    name: str = ""
+
+    async def run(self, ctx: ActionContext, dispatcher: Dispatcher,
+                  tracker: Tracker, domain: dict[str, Any]) -> list[dict[str, Any]]:
+        """Do the work; return Rasa events."""
+        raise NotImplementedError

@@ -1,0 +1,1 @@
+"""The Telegram gateway: python-telegram-bot in front of Rasa and the domain services."""

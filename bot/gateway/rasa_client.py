@@ -1,0 +1,63 @@
+"""HTTP client for Rasa's REST channel."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+
+log = logging.getLogger(__name__)
+
+
+class RasaUnavailable(RuntimeError):
+    """Rasa did not answer in time (down, starting, or overloaded)."""
+
+
+class RasaClient:
+    """Sends one user message to /webhooks/rest/webhook and returns Rasa's replies."""
+
+    def __init__(self, base_url: str, timeout_seconds: float) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = aiohttp.ClientTimeout(total=timeout_seconds, connect=min(2, timeout_seconds))
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        """Open the connection pool."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=self.timeout, connector=aiohttp.TCPConnector(limit=64)
+            )
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, sender: str, message: str, metadata: dict[str, Any] | None = None
+                   ) -> list[dict[str, Any]]:
+        """Post a message; raises RasaUnavailable on timeout, refusal or a server error."""
+        await self.start()
+        assert self._session is not None
+        body = {"sender": sender, "message": message, "metadata": metadata or {}}
+        try:
+            async with self._session.post(f"{self.base_url}/webhooks/rest/webhook",
+                                          json=body) as resp:
+                if resp.status != 200:
+                    raise RasaUnavailable(f"Rasa answered HTTP {resp.status}")
+                data = await resp.json(content_type=None)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            raise RasaUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        return data if isinstance(data, list) else []
+
+    async def is_ready(self) -> bool:
+        """True once Rasa has a model loaded."""
+        await self.start()
+        assert self._session is not None
+        try:
+            async with self._session.get(f"{self.base_url}/status") as resp:
+                return resp.status in (200, 401, 403)
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return False
