@@ -137,11 +137,23 @@ class Renderer:
                 template = self.envs[loc].get_template(key)
             except TemplateNotFound:
                 continue
+            if locale == "zh-Hant":  # names from the data are stored in Simplified
+                variables = _traditional_vars(variables)
             text = template.render(locale=locale, **variables).strip()
             if locale == "zh-Hant" and loc == "zh-Hans":
                 text = to_traditional(text)
             return text
         raise TemplateNotFound(key)
+
+
+def _traditional_vars(value: Any) -> Any:
+    if isinstance(value, str):
+        return to_traditional(value)
+    if isinstance(value, dict):
+        return {k: _traditional_vars(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_traditional_vars(v) for v in value]
+    return value
 
 
 @lru_cache(maxsize=1)

@@ -25,6 +25,6 @@ class ActionDefaultAskAffirmation(Action):
             name = item.get("name")
             if name in OFFERABLE and len(buttons) < 3:
                 buttons.append({"label_key": f"intent_{name}", "payload": f"/{name}"})
-        buttons.append({"label_key": "btn_something_else", "payload": "/out_of_scope"})
+        buttons.append({"label_key": "button_something_else", "payload": "/out_of_scope"})
         dispatcher.reply("ask_affirmation", buttons=buttons)
         return []

@@ -86,6 +86,6 @@ async def webhook(request: web.Request) -> web.Response:
         log.exception("action %s failed for sender %s", name, tracker.sender_id)
         dispatcher.messages.clear()
         dispatcher.reply("error_unavailable", buttons=[
-            {"label_key": "btn_handoff", "payload": "/human_handoff"}])
+            {"label_key": "button_human", "payload": "/human_handoff"}])
         events = []
     return web.json_response({"events": events, "responses": dispatcher.messages})

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 GATEWAY = "gateway"
 LANGUAGE_LABELS = {"zh-Hans": "简体中文", "zh-Hant": "繁體中文", "en": "English"}
-HANDOFF_BUTTON = [{"label_key": "btn_handoff", "payload": "/human_handoff"}]
+HANDOFF_BUTTON = [{"label_key": "button_human", "payload": "/human_handoff"}]
 
 
 def gw(context: ContextTypes.DEFAULT_TYPE) -> Gateway:

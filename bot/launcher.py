@@ -1,0 +1,298 @@
+"""Start the whole system: migrate, load demo data, train if needed, run every Procfile process.
+
+`make run` calls this. Ctrl+C stops every process cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from core.settings import PROJECT_ROOT, ConfigError, Settings, load_settings
+
+COLORS = ["\033[36m", "\033[35m", "\033[33m", "\033[32m", "\033[34m"]
+RESET = "\033[0m"
+
+SANDBOX_PERSONAS = [
+    {"key": "retailer", "label": "Demo retailer 终端门店 (R001)", "user_id": 1001,
+     "first_name": "王老板", "language_code": "zh-hans", "customer_code": "R001"},
+    {"key": "retailer_hk", "label": "Demo retailer 繁體 (R002)", "user_id": 1004,
+     "first_name": "陳生", "language_code": "zh-hant", "customer_code": "R002"},
+    {"key": "dealer", "label": "Demo dealer 经销商 (D001)", "user_id": 1002,
+     "first_name": "Li Dealer", "language_code": "en", "customer_code": "D001"},
+    {"key": "trainer", "label": "Demo trainer 培训师", "user_id": 1003,
+     "first_name": "Trainer Zhao", "language_code": "zh-hans", "staff_name": "Trainer Zhao",
+     "staff_role": "trainer"},
+]
+
+
+def read_procfile(path: Path = PROJECT_ROOT / "Procfile") -> dict[str, str]:
+    """Process name → command line, in file order."""
+    procs: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and ":" in line:
+            name, command = line.split(":", 1)
+            procs[name.strip()] = command.strip()
+    return procs
+
+
+def process_env(settings: Settings, model: Path | None, base: dict[str, str] | None = None
+                ) -> dict[str, str]:
+    """The environment every process gets: settings as variables plus shared secrets."""
+    env = dict(os.environ if base is None else base)
+    data = settings.data_path
+    rasa_dir = data / "rasa"
+    rasa_dir.mkdir(parents=True, exist_ok=True)
+    env.setdefault("ACTION_SERVER_TOKEN", secrets.token_urlsafe(24))
+    env.setdefault("RASA_AUTH_TOKEN", secrets.token_urlsafe(24))
+    endpoints = rasa_dir / "endpoints.yml"
+    endpoints.write_text(
+        "# Written by the launcher at each start; edit config.yml instead.\n"
+        "action_endpoint:\n"
+        f"  url: {json.dumps(settings.actions.url)}\n"
+        f"  token: {json.dumps(env['ACTION_SERVER_TOKEN'])}\n",
+        encoding="utf-8",
+    )
+    credentials = rasa_dir / "credentials.yml"
+    credentials.write_text("rest: {}\n", encoding="utf-8")
+    personas = data / "sandbox-personas.json"
+    personas.write_text(json.dumps(SANDBOX_PERSONAS, ensure_ascii=False), encoding="utf-8")
+    env.update({
+        "SANDBOX_HOST": settings.sandbox.host,
+        "SANDBOX_PORT": str(settings.sandbox.port),
+        "SANDBOX_PERSONAS": str(personas),
+        "RASA_HOST": settings.rasa.host,
+        "RASA_PORT": str(settings.rasa.port),
+        "RASA_MODEL": str(model or ""),
+        "RASA_ENDPOINTS": str(endpoints),
+        "RASA_CREDENTIALS": str(credentials),
+        "RASA_TELEMETRY_ENABLED": "false",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+@dataclass
+class Proc:
+    """One running child process and how to tell it is ready."""
+
+    name: str
+    command: str
+    ready_url: str | None = None
+    ready_line: str | None = None
+    process: asyncio.subprocess.Process | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    output_task: asyncio.Task | None = None
+    log_path: Path | None = None
+    echo: bool = True
+
+
+class Stack:
+    """Starts processes in order, waits for each to be ready, stops them all together."""
+
+    def __init__(self, env: dict[str, str], echo: bool = True, log_dir: Path | None = None
+                 ) -> None:
+        self.env = env
+        self.echo = echo
+        self.log_dir = log_dir
+        self.procs: list[Proc] = []
+
+    async def start(self, proc: Proc, timeout: float = 300) -> float:
+        """Start one process and wait until it is ready; returns seconds taken."""
+        t0 = time.monotonic()
+        if self.log_dir:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            proc.log_path = self.log_dir / f"{proc.name}.log"
+        proc.process = await asyncio.create_subprocess_exec(
+            "/bin/sh", "-c", proc.command, cwd=PROJECT_ROOT, env=self.env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so Ctrl+C reaches it through us
+        )
+        self.procs.append(proc)
+        proc.output_task = asyncio.create_task(self._pump(proc, len(self.procs) - 1))
+        deadline = t0 + timeout
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+            while time.monotonic() < deadline:
+                if proc.process.returncode is not None:
+                    raise RuntimeError(
+                        f"{proc.name} exited with code {proc.process.returncode} while starting"
+                        + (f"; see {proc.log_path}" if proc.log_path else "")
+                    )
+                if proc.ready_url:
+                    try:
+                        async with http.get(proc.ready_url) as resp:
+                            if resp.status < 500:
+                                proc.ready.set()
+                    except (aiohttp.ClientError, asyncio.TimeoutError):
+                        pass
+                if proc.ready.is_set():
+                    return time.monotonic() - t0
+                await asyncio.sleep(0.2)
+        raise RuntimeError(f"{proc.name} was not ready after {timeout:.0f} s"
+                           + (f"; see {proc.log_path}" if proc.log_path else ""))
+
+    async def _pump(self, proc: Proc, index: int) -> None:
+        assert proc.process and proc.process.stdout
+        color = COLORS[index % len(COLORS)] if sys.stdout.isatty() else ""
+        reset = RESET if color else ""
+        log_file = proc.log_path.open("a", encoding="utf-8") if proc.log_path else None
+        try:
+            async for raw in proc.process.stdout:
+                line = raw.decode("utf-8", "replace").rstrip()
+                if proc.ready_line and proc.ready_line in line:
+                    proc.ready.set()
+                if log_file:
+                    log_file.write(line + "\n")
+                    log_file.flush()
+                if self.echo:
+                    print(f"{color}{proc.name:>9} |{reset} {line}", flush=True)
+        finally:
+            if log_file:
+                log_file.close()
+
+    def exited(self) -> list[Proc]:
+        """Processes that have stopped on their own."""
+        return [p for p in self.procs if p.process and p.process.returncode is not None]
+
+    async def wait_any_exit(self) -> Proc:
+        """Wait until one of the processes exits."""
+        waits = {asyncio.create_task(p.process.wait()): p for p in self.procs if p.process}
+        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for t in pending:
+            t.cancel()
+        return waits[next(iter(done))]
+
+    async def stop(self, grace: float = 10) -> None:
+        """SIGTERM every process group (newest first), then SIGKILL what is left."""
+        for proc in reversed(self.procs):
+            if proc.process and proc.process.returncode is None:
+                try:
+                    os.killpg(proc.process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for proc in reversed(self.procs):
+            if proc.process is None:
+                continue
+            try:
+                await asyncio.wait_for(proc.process.wait(), grace)
+            except asyncio.TimeoutError:
+                try:
+                    os.killpg(proc.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                await proc.process.wait()
+            if proc.output_task:
+                await asyncio.gather(proc.output_task, return_exceptions=True)
+
+
+def standard_procs(settings: Settings) -> list[Proc]:
+    """The Procfile's processes with their readiness checks, in start order."""
+    commands = read_procfile()
+    procs = []
+    if settings.sandbox_mode:
+        procs.append(Proc("emulator", commands["emulator"],
+                          ready_url=f"{settings.sandbox.url}/_emulator/health"))
+    procs.append(Proc("actions", commands["actions"],
+                      ready_url=f"http://{settings.actions.host}:{settings.actions.port}/health"))
+    procs.append(Proc("rasa", commands["rasa"], ready_url=f"{settings.rasa.url}/"))
+    procs.append(Proc("gateway", commands["gateway"], ready_line="gateway ready"))
+    return procs
+
+
+async def prepare(settings: Settings, demo: bool) -> Path:
+    """Migrate the database, load demo data, and make sure a trained model exists."""
+    from core.cli import cmd_migrate, cmd_seed_demo
+    from nlu.train import ensure_model
+
+    await cmd_migrate(settings, argparse.Namespace())
+    if demo:
+        await cmd_seed_demo(settings, argparse.Namespace())
+    return await asyncio.to_thread(ensure_model)
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    """Prepare, start everything, wait for Ctrl+C or a crash, stop everything."""
+    t0 = time.monotonic()
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    demo = settings.sandbox_mode if args.demo is None else args.demo
+    model = await prepare(settings, demo)
+    env = process_env(settings, model)
+    stack = Stack(env, log_dir=settings.data_path / "logs")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    code = 0
+    try:
+        for proc in standard_procs(settings):
+            starting = asyncio.create_task(stack.start(proc))
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set():
+                starting.cancel()
+                return 130
+            stopping.cancel()
+            print(f"  {proc.name} ready in {starting.result():.1f} s", flush=True)
+        elapsed = time.monotonic() - t0
+        print("\n" + "=" * 70)
+        print(f"ready in {elapsed:.1f} s")
+        if settings.sandbox_mode:
+            print(f"SANDBOX MODE (no TELEGRAM_BOT_TOKEN): open {settings.sandbox.url}/ "
+                  "to chat with the bot as a demo persona")
+        else:
+            print("connected to Telegram; talk to your bot there")
+        print("Ctrl+C stops everything")
+        print("=" * 70 + "\n", flush=True)
+        crashed = asyncio.create_task(stack.wait_any_exit())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({crashed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if crashed.done() and not stop.is_set():
+            proc = crashed.result()
+            print(f"{proc.name} stopped unexpectedly (exit {proc.process.returncode}); "
+                  f"stopping the rest. Log: {proc.log_path}", file=sys.stderr)
+            code = 1
+    except RuntimeError as exc:
+        print(f"start-up failed: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        print("stopping …", flush=True)
+        await stack.stop()
+        print("all processes stopped", flush=True)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `make run`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bot.launcher",
+        description="Run the whole system: migrate the database, load demo data, train the Rasa "
+                    "model if its inputs changed, then start the processes of the Procfile. "
+                    "Without TELEGRAM_BOT_TOKEN it runs in sandbox mode with a local chat page.",
+    )
+    demo = parser.add_mutually_exclusive_group()
+    demo.add_argument("--demo", dest="demo", action="store_true", default=None,
+                      help="load the bundled demo data (default in sandbox mode)")
+    demo.add_argument("--no-demo", dest="demo", action="store_false",
+                      help="do not load demo data (default with a real token)")
+    return asyncio.run(main_async(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
