@@ -204,7 +204,7 @@ def standard_procs(settings: Settings) -> list[Proc]:
     procs = []
     if settings.sandbox_mode:
         procs.append(Proc("emulator", commands["emulator"],
-                          ready_url=f"{settings.sandbox.url}/_emulator/health"))
+                          ready_url=f"{settings.sandbox.url}/"))
     procs.append(Proc("actions", commands["actions"],
                       ready_url=f"http://{settings.actions.host}:{settings.actions.port}/health"))
     procs.append(Proc("rasa", commands["rasa"], ready_url=f"{settings.rasa.url}/"))
@@ -220,7 +220,26 @@ async def prepare(settings: Settings, demo: bool) -> Path:
     await cmd_migrate(settings, argparse.Namespace())
     if demo:
         await cmd_seed_demo(settings, argparse.Namespace())
+        if settings.sandbox_mode:
+            await link_sandbox_personas(settings)
     return await asyncio.to_thread(ensure_model)
+
+
+async def link_sandbox_personas(settings: Settings) -> None:
+    """Link the sandbox personas to demo accounts, so the chat page works at once."""
+    from core.db import Database
+    from core.services.accounts import link_identity_directly
+
+    db = Database(settings.resolved_database_url())
+    try:
+        for p in SANDBOX_PERSONAS:
+            await link_identity_directly(
+                db, int(p["user_id"]), str(p["first_name"]),
+                customer_code=p.get("customer_code"), staff_name=p.get("staff_name"),
+                staff_role=str(p.get("staff_role") or "trainer"),
+            )
+    finally:
+        await db.dispose()
 
 
 async def main_async(args: argparse.Namespace) -> int:

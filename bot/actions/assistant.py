@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.actions.catalogue import ActionPromotionQuery, ActionStockQuery
 from bot.actions.fallback import ActionDefaultAskAffirmation
 from bot.actions.orders import ActionOrderStatus
 from bot.actions.sdk import Action
@@ -11,5 +12,7 @@ def all_actions() -> list[Action]:
     """One instance of every custom action."""
     return [
         ActionOrderStatus(),
+        ActionStockQuery(),
+        ActionPromotionQuery(),
         ActionDefaultAskAffirmation(),
     ]

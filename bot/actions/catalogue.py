@@ -1,0 +1,84 @@
+"""Stock and promotion questions, answered from the imported catalogue."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bot.actions.sdk import Action, ActionContext, Dispatcher, Tracker, slot_set
+from core.services import accounts, catalogue, promotions
+from core.services.catalogue import ProductRef
+
+LOW_STOCK_THRESHOLD = 50
+
+
+def product_button(intent: str, p: ProductRef) -> dict[str, str]:
+    """A button that repeats the question for one specific product."""
+    payload = f"/{intent}" + json.dumps({"product": p.sku}, separators=(",", ":"))
+    return {"label": f"{p.name_zh} {p.name_en} ({p.sku})".strip(), "payload": payload}
+
+
+def product_vars(p: ProductRef) -> dict[str, str]:
+    """Names of a product for templates."""
+    return {"sku": p.sku, "name_zh": p.name_zh, "name_en": p.name_en}
+
+
+def _mention(tracker: Tracker) -> str:
+    # The entity when the model found one; else the whole question (the resolver strips filler).
+    return tracker.entity("product") or tracker.text
+
+
+class ActionStockQuery(Action):
+    name = "action_stock_query"
+
+    async def run(self, ctx: ActionContext, dispatcher: Dispatcher, tracker: Tracker,
+                  domain: dict[str, Any]) -> list[dict[str, Any]]:
+        """Say whether a product is available, low or out of stock, per warehouse."""
+        mention = _mention(tracker)
+        res = await catalogue.resolve_product(ctx.db, mention)
+        if res.unique is None and not res.matches:
+            if res.suggestions:
+                dispatcher.reply("product_not_found", given=mention[:60], buttons=[
+                    product_button("stock_query", p) for p in res.suggestions])
+            else:
+                dispatcher.reply("product_not_found", given=mention[:60])
+            return [slot_set("product", None)]
+        if res.unique is None:
+            dispatcher.reply("product_pick", buttons=[
+                product_button("stock_query", p) for p in res.matches])
+            return [slot_set("product", None)]
+        answer = await catalogue.stock_for(ctx.db, res.unique, LOW_STOCK_THRESHOLD)
+        similar = []
+        if answer.status == "out":
+            similar = [product_vars(p) for p in
+                       await catalogue.similar_in_stock(ctx.db, res.unique)]
+        dispatcher.reply("stock_answer", similar=similar, **answer.as_vars())
+        return [slot_set("product", None)]
+
+
+class ActionPromotionQuery(Action):
+    name = "action_promotion_query"
+
+    async def run(self, ctx: ActionContext, dispatcher: Dispatcher, tracker: Tracker,
+                  domain: dict[str, Any]) -> list[dict[str, Any]]:
+        """List today's promotions that apply to this customer (and product, if named)."""
+        user_id = tracker.telegram_user_id
+        ident = await accounts.get_identity(ctx.db, user_id) if user_id is not None else None
+        product = None
+        mention = tracker.entity("product")
+        if mention:
+            res = await catalogue.resolve_product(ctx.db, mention)
+            product = res.unique
+        today = promotions.today_in(ctx.settings.app.timezone)
+        found = await promotions.active_promotions(
+            ctx.db, today=today,
+            region=ident.customer_region if ident else None,
+            channel=ident.customer_channel if ident else None,
+            sku=product.sku if product else None,
+        )
+        dispatcher.reply(
+            "promotions_list", promotions=[p.as_vars() for p in found],
+            product=product_vars(product) if product else None,
+            linked=bool(ident and ident.customer_id),
+        )
+        return [slot_set("product", None)]
