@@ -1,0 +1,28 @@
+"""The end-to-end system, started once per test session."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from tests.e2e.harness import Harness, start_system, stop_system
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test here is an e2e test sharing the session's event loop."""
+    for item in items:
+        if "tests/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.asyncio(loop_scope="session"))
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def system(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Harness]:
+    """Emulator + action server + Rasa + gateway, on free loopback ports."""
+    harness = await start_system(tmp_path_factory.mktemp("e2e"))
+    try:
+        yield harness
+    finally:
+        await stop_system(harness)

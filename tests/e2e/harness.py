@@ -1,0 +1,235 @@
+"""End-to-end harness: the real emulator, action server, Rasa and gateway as processes.
+
+Rasa's model is trained once and cached by the hash of nlu/ (nlu/train.py). A small TCP switch
+sits between the gateway and Rasa so tests can make Rasa unreachable or slow and bring it back
+without a 35-second restart; Rasa itself is the real server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bot.launcher import SANDBOX_PERSONAS, Proc, Stack, link_sandbox_personas, process_env, read_procfile
+from core.cli import cmd_migrate, cmd_seed_demo
+from core.settings import Settings, load_settings
+
+PERSONAS = {p["key"]: p for p in SANDBOX_PERSONAS}
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class TcpSwitch:
+    """A loopback TCP relay that can pass traffic, refuse it, or hang."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.mode = "pass"  # pass | down | slow
+        self.server: asyncio.base_events.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        """Listen on a free loopback port."""
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self.server:
+            self.server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.mode == "down":
+            writer.close()
+            return
+        if self.mode == "slow":
+            await asyncio.sleep(60)
+            writer.close()
+            return
+        try:
+            r2, w2 = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            with contextlib.suppress(Exception):
+                dst.close()
+
+        await asyncio.gather(pipe(reader, w2), pipe(r2, writer))
+
+
+@dataclass
+class Harness:
+    """A running system and helpers to talk to it as a persona."""
+
+    settings: Settings
+    env: dict[str, str]
+    stack: Stack
+    switch: TcpSwitch
+    data_dir: Path
+    http: aiohttp.ClientSession = field(default=None)  # type: ignore[assignment]
+
+    @property
+    def emulator(self) -> str:
+        """Emulator base URL."""
+        return self.settings.sandbox.url
+
+    @property
+    def rasa_url(self) -> str:
+        """Rasa's own URL (not through the switch)."""
+        return self.settings.rasa.url
+
+    async def control(self, method: str, path: str, body: Any = None) -> Any:
+        """Call the emulator's control API."""
+        async with self.http.request(method, f"{self.emulator}/_emulator/{path}",
+                                     json=body) as resp:
+            data = await resp.json(content_type=None)
+            if resp.status >= 400:
+                raise AssertionError(f"control {path} → {resp.status}: {data}")
+            return data
+
+    async def last_seq(self) -> int:
+        """Sequence number of the newest recorded bot message (0 if none)."""
+        sent = await self.control("GET", "sent?after=0&timeout=0")
+        return max((int(e["seq"]) for e in sent), default=0)
+
+    async def replies(self, chat_id: int, after: int, timeout: float = 20,
+                      settle: float = 0.8, expect: int = 1) -> list[dict]:
+        """Messages the bot sent to a chat after `after`, once `expect` arrived and it went quiet."""
+        got: list[dict] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            wait = settle if len(got) >= expect else max(0.1, deadline - time.monotonic())
+            batch = await self.control(
+                "GET", f"sent?chat_id={chat_id}&after={after}&timeout={wait:.2f}")
+            if not batch:
+                if len(got) >= expect:
+                    break
+                continue
+            got.extend(batch)
+            after = max(int(e["seq"]) for e in batch)
+        return got
+
+    async def say(self, persona: str | dict, text: str | None = None, *, kind: str = "text",
+                  expect: int = 1, timeout: float = 20, **extra: Any) -> list[dict]:
+        """Send a private message as a persona; return what the bot sent back."""
+        user = self.user(persona)
+        after = await self.last_seq()
+        body: dict[str, Any] = {"user": user, "kind": kind, **extra}
+        if text is not None:
+            body["text"] = text
+        await self.control("POST", "updates/message", body)
+        return await self.replies(user["id"], after, timeout=timeout, expect=expect)
+
+    async def click(self, persona: str | dict, message: dict, data: str,
+                    expect: int = 1) -> list[dict]:
+        """Press an inline button of a bot message."""
+        user = self.user(persona)
+        after = await self.last_seq()
+        await self.control("POST", "updates/callback", {
+            "user": user, "chat_id": message["chat"]["id"],
+            "message_id": message["message_id"], "data": data,
+        })
+        return await self.replies(user["id"], after, expect=expect)
+
+    @staticmethod
+    def user(persona: str | dict) -> dict:
+        """A Telegram user dict for a persona key or a literal dict."""
+        if isinstance(persona, dict):
+            return persona
+        p = PERSONAS[persona]
+        return {"id": p["user_id"], "first_name": p["first_name"],
+                "language_code": p["language_code"], "is_bot": False}
+
+
+def texts(sent: list[dict]) -> list[str]:
+    """The text of each sent/edited message."""
+    return [str((e.get("message") or {}).get("text") or "") for e in sent]
+
+
+def buttons(sent: list[dict]) -> list[tuple[str, str]]:
+    """(label, callback_data) of every inline button in the sent messages."""
+    out = []
+    for e in sent:
+        markup = (e.get("message") or {}).get("reply_markup") or {}
+        for row in markup.get("inline_keyboard") or []:
+            for b in row:
+                out.append((b.get("text", ""), b.get("callback_data", "")))
+    return out
+
+
+async def start_system(data_dir: Path, log=print) -> Harness:
+    """Prepare a fresh database and start every process; the model is trained if needed."""
+    from nlu.train import ensure_model
+
+    rasa_port, switch_target = free_port(), None
+    env = {k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"}
+    env.update({
+        "APP_DATA_DIR": str(data_dir),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{data_dir / 'e2e.db'}",
+        "RASA_PORT": str(rasa_port),
+        "ACTIONS_PORT": str(free_port()),
+        "SANDBOX_PORT": str(free_port()),
+        "APP__RASA__TIMEOUT_SECONDS": "3",
+    })
+    settings = load_settings(env=env)
+    await cmd_migrate(settings, argparse.Namespace())
+    await cmd_seed_demo(settings, argparse.Namespace())
+    await link_sandbox_personas(settings)
+    t0 = time.monotonic()
+    model = await asyncio.to_thread(ensure_model)
+    log(f"model ready in {time.monotonic() - t0:.1f} s: {model.name}")
+    switch = TcpSwitch(rasa_port)
+    await switch.start()
+    full_env = process_env(settings, model, base=env)
+    stack = Stack(full_env, echo=False, log_dir=data_dir / "logs")
+    commands = read_procfile()
+    s = settings
+    harness = Harness(settings=s, env=full_env, stack=stack, switch=switch, data_dir=data_dir)
+    try:
+        await stack.start(Proc("emulator", commands["emulator"], ready_url=f"{s.sandbox.url}/"),
+                          timeout=60)
+        await stack.start(Proc("actions", commands["actions"],
+                               ready_url=f"http://{s.actions.host}:{s.actions.port}/health"),
+                          timeout=60)
+        t0 = time.monotonic()
+        await stack.start(Proc("rasa", commands["rasa"], ready_url=f"{s.rasa.url}/"),
+                          timeout=300)
+        log(f"rasa ready in {time.monotonic() - t0:.1f} s")
+        # The gateway reaches Rasa through the switch.
+        stack.env = {**full_env, "RASA_PORT": str(switch.port)}
+        await stack.start(Proc("gateway", commands["gateway"], ready_line="gateway ready"),
+                          timeout=60)
+        stack.env = full_env
+    except BaseException:
+        await stack.stop()
+        await switch.stop()
+        raise
+    harness.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+    return harness
+
+
+async def stop_system(harness: Harness) -> None:
+    """Stop every process and the switch."""
+    await harness.http.close()
+    await harness.stack.stop()
+    await harness.switch.stop()

@@ -1,0 +1,93 @@
+"""The action server speaks Rasa's protocol, refuses calls without the secret, never leaks."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.actions.sdk import ActionContext
+from bot.actions.server import create_app
+from core.db import Database
+from core.models import Customer, Order, OrderLine, Product, TelegramIdentity
+from core.settings import load_settings
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture
+async def client(db: Database):
+    app = create_app(ActionContext(db=db, settings=load_settings(env={})), TOKEN)
+    async with TestClient(TestServer(app)) as c:
+        yield c
+
+
+def call(action: str, sender: str = "77", text: str = "", entities=None) -> dict:
+    return {"next_action": action, "sender_id": sender, "version": "3.6.21", "domain": {},
+            "tracker": {"sender_id": sender, "slots": {}, "events": [],
+                        "latest_message": {"text": text, "entities": entities or [],
+                                           "intent": {"name": "order_status"}}}}
+
+
+async def seed(db: Database) -> None:
+    async with db.transaction() as s:
+        a = Customer(code="R1", kind="retailer", name="A店")
+        b = Customer(code="R2", kind="retailer", name="B店")
+        p = Product(sku="BV-1", name_zh="冰红茶", name_en="Iced tea", unit="箱")
+        s.add_all([a, b, p])
+        await s.flush()
+        s.add(TelegramIdentity(telegram_user_id=77, customer_id=a.id))
+        for no, cust, status in [("SO20261101-0001", a, "shipped"),
+                                 ("SO20261101-0002", b, "pending")]:
+            o = Order(order_no=no, customer_id=cust.id, status=status, carrier="顺丰",
+                      tracking_no="SF123", created_at=dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
+            s.add(o)
+            await s.flush()
+            s.add(OrderLine(order_id=o.id, product_id=p.id, quantity=3, unit_price=Decimal("9")))
+
+
+async def test_missing_or_wrong_token_is_refused(client: TestClient) -> None:
+    assert (await client.post("/webhook", json=call("action_order_status"))).status == 401
+    resp = await client.post("/webhook?token=nope", json=call("action_order_status"))
+    assert resp.status == 401
+
+
+async def test_unknown_action_is_404_and_malformed_is_400(client: TestClient) -> None:
+    resp = await client.post(f"/webhook?token={TOKEN}", json=call("action_nope"))
+    assert resp.status == 404
+    resp = await client.post(f"/webhook?token={TOKEN}", data=b"{not json")
+    assert resp.status == 400
+
+
+async def test_order_status_reads_the_database(client: TestClient, db: Database) -> None:
+    await seed(db)
+    resp = await client.post(f"/webhook?token={TOKEN}", json=call(
+        "action_order_status", text="so20261101 0001 到哪了"))
+    body = await resp.json()
+    custom = body["responses"][0]["custom"]
+    assert custom["template"] == "order_status"
+    assert custom["vars"]["order_no"] == "SO20261101-0001"
+    assert custom["vars"]["tracking_no"] == "SF123"
+    assert custom["vars"]["items"][0]["name_zh"] == "冰红茶"
+
+
+async def test_other_customers_order_is_not_found(client: TestClient, db: Database) -> None:
+    await seed(db)
+    resp = await client.post(f"/webhook?token={TOKEN}", json=call(
+        "action_order_status", entities=[{"entity": "order_id", "value": "SO20261101-0002"}]))
+    custom = (await resp.json())["responses"][0]["custom"]
+    assert custom["template"] == "order_not_found"
+    assert "status" not in custom["vars"]
+
+
+async def test_database_down_gives_an_apology_with_handoff(db: Database) -> None:
+    broken = Database("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+    app = create_app(ActionContext(db=broken, settings=load_settings(env={})), TOKEN)
+    async with TestClient(TestServer(app)) as c:
+        resp = await c.post(f"/webhook?token={TOKEN}", json=call("action_order_status"))
+        body = await resp.json()
+    await broken.dispose()
+    assert resp.status == 200
+    custom = body["responses"][0]["custom"]
+    assert custom["template"] == "error_unavailable"
+    assert custom["buttons"][0]["payload"] == "/human_handoff"
