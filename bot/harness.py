@@ -1,4 +1,4 @@
-"""End-to-end harness: the real emulator, action server, Rasa and gateway as processes.
+"""Run the whole system on free loopback ports and talk to it as a persona (tests, benchmarks).
 
 Rasa's model is trained once and cached by the hash of nlu/ (nlu/train.py). A small TCP switch
 sits between the gateway and Rasa so tests can make Rasa unreachable or slow and bring it back
