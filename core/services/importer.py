@@ -665,10 +665,10 @@ class _Check:
         self.stock_skus: set[str] = set()
         self.warehouses: set[str] = set()
         self.orders: dict[str, _Order] = {}
-        self.order_file = ""
         self.promotion_codes: dict[str, int] = {}
         # References the batch can't satisfy: looked up in the database later.
         self.refs: dict[tuple[str, str], list[tuple[str, int]]] = {}
+        self.unreadable: set[str] = set()  # kinds whose file couldn't be read at all
 
     def problem(self, source: _Source, line: int | None, reason: str) -> None:
         self.problems.append(ImportProblem(source.name, line, reason))
@@ -682,7 +682,9 @@ class _Check:
         try:
             for line, rec, reasons in _records(source, parse, reader):
                 count += 1
-                if rec is not None and not reasons:
+                if rec is not None:
+                    # Keys of rows with other problems still count, so a bad price on a
+                    # product doesn't also make every stock row of that SKU "unknown".
                     add(source, line, rec, reasons)
                 for reason in reasons:
                     self.problem(source, line, reason)
@@ -693,8 +695,10 @@ class _Check:
                     break
         except _FileFatal as exc:
             self.problem(source, exc.line, exc.reason)
+            self.unreadable.add(source.kind)
         except OSError as exc:
             self.problem(source, None, f"can't read the file: {exc.strerror or exc}")
+            self.unreadable.add(source.kind)
         self.rows[source.kind] = count
         self.progress(label, source.size, source.size)
 
@@ -711,6 +715,8 @@ class _Check:
 
     def _unique(self, seen: dict[Any, int], key: Any, label: str, line: int,
                 reasons: list[str]) -> bool:
+        if not all(key if isinstance(key, tuple) else (key,)):
+            return False  # an empty key is already reported as empty
         first = seen.setdefault(key, line)
         if first != line:
             reasons.append(f"{label} appears twice (lines {first} and {line})")
@@ -725,6 +731,8 @@ class _Check:
 
     def _add_customer(self, source: _Source, line: int, rec: CustomerRec,
                       reasons: list[str]) -> None:
+        if not rec.code:
+            return
         other = self.customers.get(rec.code)
         if other and other[1] != source.name:
             reasons.append(f"code {_show(rec.code)} is also a {other[0]} in {other[1]} "
@@ -740,12 +748,17 @@ class _Check:
         if self._unique(self.stock_keys, (rec.sku, rec.warehouse), label, line, reasons):
             self.warehouses.add(rec.warehouse)
             self.stock_skus.add(rec.sku)
-            if rec.sku not in self.product_skus:
-                self._ref("sku", rec.sku, source, line)
+        if rec.sku and rec.sku not in self.product_skus:
+            self._ref("sku", rec.sku, source, line)
 
     def _add_order_line(self, source: _Source, line: int, rec: OrderLineRec,
                         reasons: list[str]) -> None:
-        self.order_file = source.name
+        if reasons:  # a half-read line would only produce misleading "differs" reports
+            for what, value in (("customer", rec.customer_code), ("sku", rec.sku)):
+                known = self.customers if what == "customer" else self.product_skus
+                if value and value not in known:
+                    self._ref(what, value, source, line)
+            return
         header = tuple(getattr(rec, name) for name in ORDER_HEADER)
         order = self.orders.get(rec.order_no)
         if order is None:
@@ -776,10 +789,10 @@ class _Check:
 
     def _add_promotion(self, source: _Source, line: int, rec: PromotionRec,
                        reasons: list[str]) -> None:
-        if self._unique(self.promotion_codes, rec.code, f"code {_show(rec.code)}", line, reasons):
-            for sku in rec.skus:
-                if sku not in self.product_skus:
-                    self._ref("sku", sku, source, line)
+        self._unique(self.promotion_codes, rec.code, f"code {_show(rec.code)}", line, reasons)
+        for sku in rec.skus:
+            if sku not in self.product_skus:
+                self._ref("sku", sku, source, line)
 
 
 def _chunks(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
@@ -851,11 +864,17 @@ async def _id_map(session: AsyncSession, model: Any, key: Any,
 
 async def _check_references(session: AsyncSession, check: _Check) -> list[ImportProblem]:
     problems: list[ImportProblem] = []
+    # If the file that could define them was unreadable, "unknown" would only be noise.
+    skip = {"sku"} if "products" in check.unreadable else set()
+    if check.unreadable & {"retailers", "dealers"}:
+        skip.add("customer")
     skus = {v for (what, v) in check.refs if what == "sku"}
     codes = {v for (what, v) in check.refs if what == "customer"}
     known_skus = await _existing(session, Product.sku, skus)
     known_codes = await _existing(session, Customer.code, codes)
     for (what, value), places in check.refs.items():
+        if what in skip:
+            continue
         if (what == "sku" and value not in known_skus) or (
                 what == "customer" and value not in known_codes):
             reason = (f"unknown sku {_show(value)}" if what == "sku"
@@ -1129,8 +1148,7 @@ async def import_paths(
     check = _checked(sources, _zone(timezone), report_progress)
     problems += check.problems
     async with db.transaction() as session:
-        if not problems:
-            problems += await _check_references(session, check)
+        problems += await _check_references(session, check)
         if problems:
             raise ImportRejected(sorted(problems, key=_sort_key))
         writer = _Writer(session, check, report_progress)
