@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from html import escape as html_escape
 from typing import Any
 
 Entity = dict[str, Any]
@@ -546,3 +547,71 @@ def auto_entities(text: str) -> list[Entity]:
             )
     found.sort(key=lambda e: e["offset"])
     return found
+
+
+# --- safe rendering for the chat page ---------------------------------------------------------
+
+_RENDER_TAGS = {
+    "bold": "b",
+    "italic": "i",
+    "underline": "u",
+    "strikethrough": "s",
+    "code": "code",
+    "pre": "pre",
+    "blockquote": "blockquote",
+    "expandable_blockquote": "blockquote",
+}
+_RENDER_URL_RE = re.compile(r"^(?:https?|tg|mailto):", re.IGNORECASE)
+
+
+def entities_to_html(text: str, entities: list[Entity] | None) -> str:
+    """Render text + entities as HTML for the sandbox page: every character of the text is
+    escaped and only a fixed set of tags (with safe link schemes) is emitted."""
+    units = text.encode("utf-16-le")
+
+    def piece(start: int, end: int) -> str:
+        return html_escape(units[2 * start : 2 * end].decode("utf-16-le", errors="replace"))
+
+    ordered = sorted(
+        (e for e in entities or [] if isinstance(e.get("offset"), int)
+         and isinstance(e.get("length"), int) and e["length"] > 0),
+        key=lambda e: (e["offset"], -e["length"]),
+    )
+    return _render_range(ordered, piece, 0, len(units) // 2)
+
+
+def _render_range(entities: list[Entity], piece: Any, start: int, end: int) -> str:
+    """Render [start, end) with the (sorted, nested) entities that begin inside it."""
+    out: list[str] = []
+    pos, i = start, 0
+    inside = [e for e in entities if start <= e["offset"] < end]
+    while i < len(inside):
+        entity = inside[i]
+        e_start, e_end = entity["offset"], min(entity["offset"] + entity["length"], end)
+        if e_start < pos:  # overlapping rather than nested: Telegram forbids it, skip
+            i += 1
+            continue
+        out.append(piece(pos, e_start))
+        j = i + 1
+        while j < len(inside) and inside[j]["offset"] < e_end:
+            j += 1
+        body = _render_range(inside[i + 1 : j], piece, e_start, e_end)
+        out.append(_wrap(entity, body))
+        pos, i = e_end, j
+    out.append(piece(pos, end))
+    return "".join(out)
+
+
+def _wrap(entity: Entity, body: str) -> str:
+    """Wrap already-escaped ``body`` in the tag for ``entity`` (or nothing)."""
+    kind = entity.get("type")
+    if kind == "text_link":
+        url = str(entity.get("url", ""))
+        if _RENDER_URL_RE.match(url):
+            href = html_escape(url)
+            return f'<a href="{href}" rel="noopener noreferrer" target="_blank">{body}</a>'
+        return body
+    if kind == "spoiler":
+        return f'<span class="spoiler">{body}</span>'
+    tag = _RENDER_TAGS.get(str(kind))
+    return f"<{tag}>{body}</{tag}>" if tag else body

@@ -10,15 +10,18 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
+from html import escape as html_escape
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 from bot.emulator import control
 from bot.emulator.botapi import METHODS, Call, Upload, normalize_params
+from bot.emulator.formatting import entities_to_html
 from bot.emulator.state import JSON, ApiError, EmulatorState, Fault, now
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -410,11 +413,42 @@ _templates = jinja2.Environment(
 )
 
 
+def _page_history(state: EmulatorState, persona: JSON, limit: int = 200) -> list[JSON]:
+    """The persona's private chat rendered for first paint (the JS then takes over)."""
+    chat = state.chat_state(persona["user_id"])
+    if chat is None:
+        return []
+    rows = []
+    for message in list(chat.messages.values())[-limit:]:
+        if "text" in message:
+            body = entities_to_html(message["text"], message.get("entities"))
+        elif message.get("caption"):
+            body = entities_to_html(message["caption"], message.get("caption_entities"))
+        else:
+            kinds = [k for k in ("document", "photo", "voice", "sticker", "location", "contact")
+                     if k in message]
+            body = html_escape(f"[{kinds[0] if kinds else 'message'}]")
+        sender = message.get("from") or {}
+        rows.append({
+            "id": message["message_id"],
+            "side": "out" if sender.get("id") == persona["user_id"] else "in",
+            # entities_to_html escapes every character of the text itself
+            "html": Markup(body),
+        })
+    return rows
+
+
 async def chat_page(request: web.Request) -> web.Response:
-    """GET /: the sandbox chat page."""
+    """GET /?persona=<key>: the sandbox chat page (history of that persona pre-rendered)."""
+    state = request.app[STATE_KEY]
+    all_personas = request.app[PERSONAS_KEY]
+    wanted = request.query.get("persona")
+    persona = next((p for p in all_personas if p["key"] == wanted), all_personas[0])
     html = _templates.get_template("chat.html").render(
-        personas=request.app[PERSONAS_KEY],
-        bot_username=request.app[STATE_KEY].bot_username,
+        personas=all_personas,
+        selected=persona["key"],
+        history=_page_history(state, persona),
+        bot_username=state.bot_username,
     )
     return web.Response(text=html, content_type="text/html", headers=PAGE_HEADERS)
 
