@@ -19,7 +19,14 @@ from typing import Any
 
 import aiohttp
 
-from bot.launcher import SANDBOX_PERSONAS, Proc, Stack, link_sandbox_personas, process_env, read_procfile
+from bot.launcher import (
+    SANDBOX_PERSONAS,
+    Proc,
+    Stack,
+    link_sandbox_personas,
+    process_env,
+    read_procfile,
+)
 from core.cli import cmd_migrate, cmd_seed_demo
 from core.settings import Settings, load_settings
 
@@ -114,7 +121,7 @@ class Harness:
 
     async def replies(self, chat_id: int, after: int, timeout: float = 20,
                       settle: float = 0.8, expect: int = 1) -> list[dict]:
-        """Messages the bot sent to a chat after `after`, once `expect` arrived and it went quiet."""
+        """Bot messages to a chat after `after`, once `expect` arrived and it went quiet."""
         got: list[dict] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -181,7 +188,7 @@ async def start_system(data_dir: Path, log=print) -> Harness:
     """Prepare a fresh database and start every process; the model is trained if needed."""
     from nlu.train import ensure_model
 
-    rasa_port, switch_target = free_port(), None
+    rasa_port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"}
     env.update({
         "APP_DATA_DIR": str(data_dir),

@@ -136,7 +136,7 @@ class Stack:
                         async with http.get(proc.ready_url) as resp:
                             if resp.status < 500:
                                 proc.ready.set()
-                    except (aiohttp.ClientError, asyncio.TimeoutError):
+                    except (TimeoutError, aiohttp.ClientError):
                         pass
                 if proc.ready.is_set():
                     return time.monotonic() - t0
@@ -188,7 +188,7 @@ class Stack:
                 continue
             try:
                 await asyncio.wait_for(proc.process.wait(), grace)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 try:
                     os.killpg(proc.process.pid, signal.SIGKILL)
                 except ProcessLookupError:

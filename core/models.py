@@ -240,3 +240,35 @@ class AuditLog(Base):
     action: Mapped[str] = mapped_column(String(100))
     subject: Mapped[str] = mapped_column(String(200), default="")
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+TICKET_KINDS = ("handoff", "complaint")
+
+
+class Ticket(Base):
+    """A conversation handed to a person; the bot stays quiet in that chat while it is open."""
+
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    telegram_user_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), default=None)
+    kind: Mapped[str] = mapped_column(String(16), default="handoff")
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    closed_by: Mapped[str | None] = mapped_column(String(100), default=None)
+
+
+class TicketMessage(Base):
+    """A message the bot posted in the staff group for a ticket (staff reply to any of them)."""
+
+    __tablename__ = "ticket_messages"
+    __table_args__ = (UniqueConstraint("staff_chat_id", "message_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"),
+                                           index=True)
+    staff_chat_id: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[int] = mapped_column(BigInteger)

@@ -85,6 +85,7 @@ class SandboxSection:
     host: str = "127.0.0.1"
     port: int = 8081
     bot_token: str = "100000001:SANDBOX-not-a-real-token"
+    staff_chat_id: int = -1001000000001
 
     @property
     def url(self) -> str:
@@ -98,6 +99,14 @@ class LinkingSection:
     code_length: int = 8
     max_failed_attempts: int = 5
     lockout_minutes: int = 15
+
+
+@dataclass(frozen=True)
+class SupportSection:
+    opens_at: str = "09:00"
+    closes_at: str = "18:00"
+    days: str = "mon,tue,wed,thu,fri,sat"
+    transcript_lines: int = 10
 
 
 @dataclass(frozen=True)
@@ -123,6 +132,7 @@ class Settings:
     actions: ActionsSection = field(default_factory=ActionsSection)
     sandbox: SandboxSection = field(default_factory=SandboxSection)
     linking: LinkingSection = field(default_factory=LinkingSection)
+    support: SupportSection = field(default_factory=SupportSection)
     import_: ImportSection = field(default_factory=ImportSection)
     secrets: Secrets = field(default_factory=Secrets)
 
@@ -149,6 +159,13 @@ class Settings:
         if self.sandbox_mode:
             return f"{self.sandbox.url}/file/bot"
         return self.telegram.file_base_url
+
+    @property
+    def staff_chat_id(self) -> int | None:
+        """Where hand-offs go: the configured staff group, or the sandbox's own."""
+        if self.telegram.staff_chat_id is not None:
+            return self.telegram.staff_chat_id
+        return self.sandbox.staff_chat_id if self.sandbox_mode else None
 
     @property
     def data_path(self) -> Path:
@@ -227,7 +244,8 @@ def load_settings(path: Path | str | None = None, env: dict[str, str] | None = N
                 try:
                     section_raw[key] = _coerce(value, cls_hints[key])
                 except ValueError as exc:
-                    raise ConfigError(f"environment override {section}.{key}={value!r}: {exc}") from exc
+                    raise ConfigError(
+                        f"environment override {section}.{key}={value!r}: {exc}") from exc
         sections[f.name] = cls(**section_raw)
 
     secrets = Secrets(

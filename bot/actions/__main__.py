@@ -42,11 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         await db.dispose()
 
     app.on_cleanup.append(_close)
-    web.run_app(app, host=args.host or settings.actions.host, port=args.port or settings.actions.port,
-                print=lambda *_: print(f"action server ready on "
-                                       f"http://{args.host or settings.actions.host}:"
-                                       f"{args.port or settings.actions.port}", flush=True),
-                access_log=None)
+    host = args.host or settings.actions.host
+    port = args.port or settings.actions.port
+    web.run_app(app, host=host, port=port, access_log=None,
+                print=lambda *_: print(f"action server ready on http://{host}:{port}", flush=True))
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.actions.catalogue import ActionPromotionQuery, ActionStockQuery
 from bot.actions.fallback import ActionDefaultAskAffirmation
+from bot.actions.handoff import ActionHumanHandoff
 from bot.actions.orders import ActionOrderStatus
 from bot.actions.sdk import Action
 
@@ -15,4 +16,5 @@ def all_actions() -> list[Action]:
         ActionStockQuery(),
         ActionPromotionQuery(),
         ActionDefaultAskAffirmation(),
+        ActionHumanHandoff(),
     ]

@@ -18,6 +18,7 @@ from telegram.ext import (
 )
 
 from bot.gateway import handlers as h
+from bot.gateway import handoff
 from bot.gateway.context import Gateway
 from bot.gateway.rasa_client import RasaClient
 from core.db import Database
@@ -52,14 +53,19 @@ def build_application(settings: Settings, db: Database) -> Application:
     private = filters.ChatType.PRIVATE
     # 1. Every update: drop redeliveries before anything else runs.
     app.add_handler(TypeHandler(Update, h.drop_duplicates), group=-1)
-    # 2. Commands and buttons that need no NLU.
+    # 2. The staff group: replies to a ticket go to the customer; buttons close tickets.
+    if settings.staff_chat_id is not None:
+        app.add_handler(MessageHandler(filters.Chat(settings.staff_chat_id) & filters.REPLY,
+                                       handoff.on_staff_reply))
+    app.add_handler(CallbackQueryHandler(handoff.on_close_button, pattern=r"^ticket:close:"))
+    # 3. Commands and buttons that need no NLU.
     app.add_handler(CommandHandler("start", h.start, filters=private))
     app.add_handler(CommandHandler("help", h.help_command, filters=private))
     app.add_handler(CommandHandler("language", h.language, filters=private))
     app.add_handler(CallbackQueryHandler(h.on_language_button, pattern=r"^lang:"))
     app.add_handler(CallbackQueryHandler(h.on_button))
     app.add_handler(MessageHandler(private & filters.COMMAND, h.unknown_command))
-    # 3. Free text goes to the assistant; anything else gets told what the bot reads.
+    # 4. Free text goes to the assistant; anything else gets told what the bot reads.
     app.add_handler(MessageHandler(private & filters.TEXT, h.on_text))
     app.add_handler(MessageHandler(private & ~filters.TEXT & ~filters.StatusUpdate.ALL,
                                    h.on_non_text))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from sqlalchemy import delete
@@ -27,6 +27,21 @@ class Gateway:
     callbacks: CallbackStore = field(default_factory=CallbackStore)
     _locks: OrderedDict[int, asyncio.Lock] = field(default_factory=OrderedDict)
     _seen: OrderedDict[int, None] = field(default_factory=OrderedDict)
+    _transcripts: OrderedDict[int, deque[tuple[str, str]]] = field(default_factory=OrderedDict)
+
+    def note(self, chat_id: int, who: str, text: str) -> None:
+        """Remember a line of a private conversation, for the hand-off transcript."""
+        lines = self._transcripts.get(chat_id)
+        if lines is None:
+            lines = self._transcripts[chat_id] = deque(
+                maxlen=self.settings.support.transcript_lines)
+            while len(self._transcripts) > 10_000:
+                self._transcripts.popitem(last=False)
+        lines.append((who, text[:500]))
+
+    def transcript(self, chat_id: int) -> list[tuple[str, str]]:
+        """The recent lines of a chat, oldest first."""
+        return list(self._transcripts.get(chat_id) or [])
 
     def chat_lock(self, chat_id: int) -> asyncio.Lock:
         """One lock per chat, so one user's messages are answered in order."""

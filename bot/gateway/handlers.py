@@ -12,18 +12,28 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot.gateway.context import Gateway
+from bot.gateway.handoff import relay_to_staff, start_handoff
 from bot.gateway.rasa_client import RasaUnavailable
-from bot.gateway.render import TELEGRAM_TEXT_LIMIT, Outgoing, from_rasa, keyboard, render
+from bot.gateway.render import (
+    TELEGRAM_TEXT_LIMIT,
+    Outgoing,
+    commands,
+    from_rasa,
+    keyboard,
+    plain,
+    render,
+)
 from core.errors import DomainError
 from core.i18n import LOCALES, detect_script, normalize_locale, to_simplified
-from core.services import accounts
+from core.services import accounts, tickets
 from core.services.accounts import IdentityView
 
 log = logging.getLogger(__name__)
 
 GATEWAY = "gateway"
 LANGUAGE_LABELS = {"zh-Hans": "简体中文", "zh-Hant": "繁體中文", "en": "English"}
-HANDOFF_BUTTON = [{"label_key": "button_human", "payload": "/human_handoff"}]
+HANDOFF_PAYLOAD = "/human_handoff"
+HANDOFF_BUTTON = [{"label_key": "button_human", "payload": HANDOFF_PAYLOAD}]
 
 
 def gw(context: ContextTypes.DEFAULT_TYPE) -> Gateway:
@@ -33,6 +43,8 @@ def gw(context: ContextTypes.DEFAULT_TYPE) -> Gateway:
 
 async def send(context: ContextTypes.DEFAULT_TYPE, chat_id: int, message: Outgoing) -> None:
     """Send one message; retry transient network failures (429s are retried by the limiter)."""
+    if chat_id > 0:
+        gw(context).note(chat_id, "bot", plain(message.text))
     for attempt in range(3):
         try:
             await context.bot.send_message(chat_id, message.text, parse_mode=ParseMode.HTML,
@@ -166,6 +178,11 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                     limit=TELEGRAM_TEXT_LIMIT, length=len(text))
         return
     g = gw(context)
+    g.note(chat_id, "user", text)
+    ticket = await tickets.open_ticket_for(g.db, ident.telegram_user_id)
+    if ticket is not None:
+        await relay_to_staff(update, context, ticket, ident)
+        return
     if accounts.looks_like_link_code(text, g.settings.linking.code_length):
         await link_with_code(update, context, ident, text.strip())
         return
@@ -187,6 +204,13 @@ async def ask_assistant(context: ContextTypes.DEFAULT_TYPE, chat_id: int, ident:
                     buttons=HANDOFF_BUTTON)
         return
     messages = from_rasa(responses, ident.locale, g.callbacks)
+    for command in commands(responses):
+        if command.get("command") == "handoff":
+            for out in messages:
+                await send(context, chat_id, out)
+            await start_handoff(context, chat_id, ident, str(command.get("kind") or "handoff"),
+                                str(command.get("reason") or text))
+            return
     if not messages:
         # Rasa answered nothing: usually the action server or database is down.
         await reply(context, chat_id, ident.locale, "error_unavailable", buttons=HANDOFF_BUTTON)
@@ -206,6 +230,9 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if payload is None:
         await reply(context, chat_id, ident.locale, "button_expired")
         return
+    if payload == HANDOFF_PAYLOAD:  # works even when Rasa is down
+        await start_handoff(context, chat_id, ident, "handoff", render("button_human", "en"))
+        return
     async with gw(context).chat_lock(chat_id):
         await ask_assistant(context, chat_id, ident, payload)
 
@@ -214,6 +241,10 @@ async def on_non_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     """Stickers, photos, voice, files …: say what the bot can read."""
     assert update.effective_chat is not None and update.effective_message is not None
     ident = await identify(update, context)
+    ticket = await tickets.open_ticket_for(gw(context).db, ident.telegram_user_id)
+    if ticket is not None:
+        await relay_to_staff(update, context, ticket, ident)
+        return
     m = update.effective_message
     kind = ("sticker" if m.sticker else "photo" if m.photo else "voice" if m.voice or m.audio
             else "document" if m.document else "location" if m.location else "other")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 import secrets
 import time
 from collections import OrderedDict
@@ -79,6 +80,8 @@ def from_rasa(responses: list[dict[str, Any]], locale: str, store: CallbackStore
     for r in responses:
         custom = r.get("custom") if isinstance(r.get("custom"), dict) else None
         buttons = list(r.get("buttons") or [])
+        if custom and custom.get("command"):
+            continue  # instructions for the gateway (e.g. hand-off), not text
         if custom and custom.get("template"):
             text = render(str(custom["template"]), locale, **(custom.get("vars") or {}))
             buttons = list(custom.get("buttons") or []) + buttons
@@ -90,6 +93,17 @@ def from_rasa(responses: list[dict[str, Any]], locale: str, store: CallbackStore
             last = i == len(split_text(text)) - 1
             out.append(Outgoing(chunk, keyboard(buttons, locale, store) if last else None))
     return out
+
+
+def commands(responses: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Gateway instructions among Rasa's replies (custom payloads with a `command`)."""
+    return [r["custom"] for r in responses
+            if isinstance(r.get("custom"), dict) and r["custom"].get("command")]
+
+
+def plain(text: str) -> str:
+    """Telegram HTML to plain text (for transcripts)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", text))
 
 
 def split_text(text: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:

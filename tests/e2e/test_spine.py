@@ -7,10 +7,10 @@ import time
 
 from sqlalchemy import select
 
+from bot.harness import Harness, buttons, texts
 from core.db import Database
 from core.models import Customer, Order
 from core.services import accounts
-from bot.harness import Harness, buttons, texts
 
 STATUS_ZH = {"pending": "待确认", "confirmed": "已确认", "picking": "拣货中",
              "shipped": "已发货", "delivered": "已签收", "cancelled": "已取消"}

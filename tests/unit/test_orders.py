@@ -6,7 +6,8 @@ from core.services.orders import normalize_order_no
 
 
 @pytest.mark.parametrize("raw", [
-    "SO20261115-0123", "so20261115-0123", "SO202611150123", "so 20261115 0123", " SO-20261115-0123 ",
+    "SO20261115-0123", "so20261115-0123", "SO202611150123", "so 20261115 0123",
+    " SO-20261115-0123 ",
 ])
 def test_order_number_shapes(raw: str) -> None:
     assert normalize_order_no(raw) == "SO20261115-0123"
