@@ -26,6 +26,7 @@ from bot.launcher import (
     link_sandbox_personas,
     process_env,
     read_procfile,
+    register_sandbox_chats,
 )
 from core.cli import cmd_migrate, cmd_seed_demo
 from core.settings import Settings, load_settings
@@ -215,6 +216,7 @@ async def start_system(data_dir: Path, log=print) -> Harness:
     try:
         await stack.start(Proc("emulator", commands["emulator"], ready_url=f"{s.sandbox.url}/"),
                           timeout=60)
+        await register_sandbox_chats(s)
         await stack.start(Proc("actions", commands["actions"],
                                ready_url=f"http://{s.actions.host}:{s.actions.port}/health"),
                           timeout=60)

@@ -33,7 +33,25 @@ SANDBOX_PERSONAS = [
     {"key": "trainer", "label": "Demo trainer 培训师", "user_id": 1003,
      "first_name": "Trainer Zhao", "language_code": "zh-hans", "staff_name": "Trainer Zhao",
      "staff_role": "trainer"},
+    {"key": "staff", "label": "Customer service 客服 (staff group)", "user_id": 1005,
+     "first_name": "客服小李", "language_code": "zh-hans", "staff_name": "客服小李",
+     "staff_role": "customer_service"},
 ]
+
+
+async def register_sandbox_chats(settings: Settings) -> None:
+    """Tell the emulator about the staff group, with the staff persona and the bot in it."""
+    staff = next(p for p in SANDBOX_PERSONAS if p["key"] == "staff")
+    body = {
+        "id": settings.staff_chat_id, "type": "supergroup", "title": "客服组 Staff desk",
+        "bot_status": "administrator",
+        "members": [{"user": {"id": staff["user_id"], "first_name": staff["first_name"],
+                              "is_bot": False}, "status": "administrator"}],
+    }
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{settings.sandbox.url}/_emulator/chats", json=body) as resp:
+            if resp.status >= 400:
+                raise RuntimeError(f"emulator refused the staff chat: {await resp.text()}")
 
 
 def read_procfile(path: Path = PROJECT_ROOT / "Procfile") -> dict[str, str]:
@@ -269,6 +287,8 @@ async def main_async(args: argparse.Namespace) -> int:
                 return 130
             stopping.cancel()
             print(f"  {proc.name} ready in {starting.result():.1f} s", flush=True)
+            if proc.name == "emulator":
+                await register_sandbox_chats(settings)
         elapsed = time.monotonic() - t0
         print("\n" + "=" * 70)
         print(f"ready in {elapsed:.1f} s")
