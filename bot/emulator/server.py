@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,6 +25,7 @@ from bot.emulator.botapi import METHODS, Call, Upload, normalize_params
 from bot.emulator.formatting import entities_to_html
 from bot.emulator.state import JSON, ApiError, EmulatorState, Fault, now
 
+log = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parent
 TOKEN_RE = re.compile(r"^(\d+):[A-Za-z0-9_-]+$")
 MAX_UPLOAD = 50 * 1024 * 1024  # Telegram's upload limit; bigger bodies get 413
@@ -168,6 +170,11 @@ async def bot_api(request: web.Request) -> web.StreamResponse:
     except ApiError as exc:
         status, description = exc.code, exc.description
         return _tg_error(exc.code, exc.description, exc.retry_after)
+    except Exception:
+        # An emulator bug must look like a Telegram 500, not an HTML page PTB can't parse.
+        log.exception("emulator error in %s", method_name)
+        status, description = 500, "emulator error (see emulator log)"
+        return _tg_error(500, "Internal Server Error")
     finally:
         state.record_call(method_name, logged, status, started, description)
 

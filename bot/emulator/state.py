@@ -359,7 +359,7 @@ class EmulatorState:
         if status == "administrator":
             rights = {r: info.get(r, True) for r in ADMIN_RIGHTS}
             return member_obj(bot, "administrator", **rights)
-        return member_obj(bot, status, **info)
+        return member_obj(bot, status, **{k: v for k, v in info.items() if k != "status"})
 
     def member(self, state: ChatState, user_id: int) -> JSON | None:
         """A user's ChatMember, a "left" one for known users, or None if never seen."""

@@ -1,4 +1,4 @@
-"""Fixtures: an in-process emulator on a free port, a real PTB Bot pointed at it, a control client."""
+"""Fixtures: in-process emulator on a free port, a real PTB Bot pointed at it, control client."""
 
 from __future__ import annotations
 

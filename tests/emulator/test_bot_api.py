@@ -258,7 +258,7 @@ async def test_delete_message_and_chat_action(bot: Bot, ctl: Control) -> None:
 
 async def test_send_document_get_file_and_download(bot: Bot, ctl: Control) -> None:
     await ctl.say(RITA, "send me the price list")
-    content = "sku,price\n42,9.90\n".encode()
+    content = b"sku,price\n42,9.90\n"
     sent = await bot.send_document(RITA["id"], InputFile(content, filename="prices.csv"),
                                    caption="<b>Prices</b>", parse_mode="HTML")
     doc = sent.document
@@ -362,7 +362,8 @@ async def test_raw_protocol_variants(emu: RunningEmulator, ctl: Control, http) -
     async with http.post(f"{base}/sendMessage", json={"chat_id": 5, "text": "x"}) as resp:
         body = await resp.json()
         assert resp.status == 400
-        assert body == {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}
+        assert body == {"ok": False, "error_code": 400,
+                        "description": "Bad Request: chat not found"}
     calls = await ctl.get("calls")
     assert [c["method"] for c in calls] == ["sendMessage", "sendMessage", "noSuchMethod",
                                             "getMe", "sendMessage"]
