@@ -1,5 +1,5 @@
 // Sandbox chat page: talks to the emulator's /_emulator control API only.
-// Bot text is rendered from text + entities with DOM APIs (textContent), never innerHTML,
+// Bot text is rendered from text + entities with DOM APIs (text nodes only, see render.js),
 // so nothing a bot (or a user) writes can inject markup or script.
 "use strict";
 
@@ -35,73 +35,7 @@ async function api(method, path, body, signal) {
   return data;
 }
 
-function safeUrl(url) {
-  try {
-    const parsed = new URL(url, window.location.href);
-    return ["http:", "https:", "tg:", "mailto:"].includes(parsed.protocol) ? parsed.href : null;
-  } catch (e) {
-    return null;
-  }
-}
-
-const TAGS = {
-  bold: "b", italic: "i", underline: "u", strikethrough: "s", spoiler: "span",
-  code: "code", pre: "pre", blockquote: "blockquote", expandable_blockquote: "blockquote",
-};
-
-function entityElement(entity) {
-  if (entity.type === "text_link" || entity.type === "url") {
-    const href = safeUrl(entity.url || "");
-    if (href) {
-      const a = document.createElement("a");
-      a.href = href;
-      a.target = "_blank";
-      a.rel = "noopener noreferrer";
-      return a;
-    }
-    return document.createElement("span");
-  }
-  const el = document.createElement(TAGS[entity.type] || "span");
-  if (entity.type === "spoiler") {
-    el.className = "spoiler";
-    el.addEventListener("click", () => el.classList.add("revealed"));
-  } else if (entity.type !== "bold" && !TAGS[entity.type]) {
-    el.className = "ent-" + String(entity.type).replace(/[^a-z_]/g, "");
-  }
-  return el;
-}
-
-// Entities are UTF-16 offsets, which is exactly how JS strings index.
-function renderEntities(parent, text, entities, start, end) {
-  const list = entities
-    .filter((e) => e.offset >= start && e.offset < end)
-    .sort((a, b) => a.offset - b.offset || b.length - a.length);
-  let pos = start;
-  let i = 0;
-  while (i < list.length) {
-    const e = list[i];
-    const eEnd = Math.min(e.offset + e.length, end);
-    if (e.offset < pos) { i++; continue; }   // overlapping, not nested: skip it
-    if (e.offset > pos) parent.append(text.slice(pos, e.offset));
-    const inner = [];
-    let j = i + 1;
-    while (j < list.length && list[j].offset < eEnd) { inner.push(list[j]); j++; }
-    const el = entityElement(e);
-    if (el.tagName === "A" && e.type === "url") el.href = safeUrl(text.slice(e.offset, eEnd)) || "#";
-    renderEntities(el, text, inner, e.offset, eEnd);
-    parent.append(el);
-    pos = eEnd;
-    i = j;
-  }
-  if (pos < end) parent.append(text.slice(pos, end));
-}
-
-function formatted(text, entities) {
-  const div = document.createElement("div");
-  div.className = "text";
-  renderEntities(div, text, entities || [], 0, text.length);
-  return div;
-}
+const {safeUrl, formatted} = window.TgRender;
 
 function fileLink(fileId, label) {
   const a = document.createElement("a");
@@ -293,6 +227,7 @@ async function open(personaKey) {
   const session = {persona, chatId: persona.user_id, after: 0, abort: new AbortController(),
                    nodes: new Map()};
   current = session;
+  window.history.replaceState(null, "", "?persona=" + encodeURIComponent(persona.key));
   els.messages.replaceChildren();
   els.keyboard.hidden = true;
   try {
