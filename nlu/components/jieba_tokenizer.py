@@ -8,8 +8,6 @@ This subclass drops them and is otherwise identical (custom dictionaries include
 
 from __future__ import annotations
 
-from typing import List, Text
-
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.nlu.tokenizers.jieba_tokenizer import JiebaTokenizer
 from rasa.nlu.tokenizers.tokenizer import Token
@@ -22,7 +20,7 @@ from rasa.shared.nlu.training_data.message import Message
 class BlankDroppingJiebaTokenizer(JiebaTokenizer):
     """``JiebaTokenizer`` without whitespace-only tokens."""
 
-    def tokenize(self, message: Message, attribute: Text) -> List[Token]:
+    def tokenize(self, message: Message, attribute: str) -> list[Token]:
         """Tokenize with Jieba, then drop tokens that are only whitespace."""
         tokens = super().tokenize(message, attribute)
         kept = [token for token in tokens if token.text.strip()]

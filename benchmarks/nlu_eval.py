@@ -1,0 +1,611 @@
+"""NLU evaluation: our pipeline vs Rasa's stock pipeline on a held-out test split.
+
+    .venv/bin/python benchmarks/nlu_eval.py            # full run (trains what is missing)
+    .venv/bin/python benchmarks/nlu_eval.py --help
+
+What it does, in one run:
+1. trains our model if its inputs changed (nlu/train.py's ensure_model) or reuses it;
+2. serves it with `rasa run --enable-api` on a free 127.0.0.1 port and parses every
+   utterance of nlu/eval/test_split.yml (never trained on); Traditional utterances are
+   first converted with OpenCC t2s, exactly as the gateway does;
+3. computes intent accuracy and macro-F1 (retrieval intents count as their full name,
+   faq/business_hours …), overall and per script (zh-Hans, zh-Hant, en), and entity F1
+   for order_id and product (exact character spans);
+4. runs `rasa test core --stories tests/test_stories.yml --fail-on-prediction-errors`
+   and counts failed stories;
+5. trains the default pipeline of `rasa init` (WhitespaceTokenizer … DIET 100 epochs,
+   language en) on the same data, parses the same utterances, reports its macro-F1;
+6. if benchmarks/product_resolution.py exists, stores its evaluate() result;
+7. writes benchmarks/results/nlu.json and nlu.md.
+
+A message that falls below the FallbackClassifier threshold is predicted as
+`nlu_fallback` and counts as a miss (the user gets "did you mean …" buttons instead of an
+answer); the figures without that rule are reported too (`*_ignoring_fallback`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import yaml  # noqa: E402
+from opencc import OpenCC  # noqa: E402
+
+from nlu import train as nlu_train  # noqa: E402
+
+NLU_DIR = REPO / "nlu"
+TEST_SPLIT = NLU_DIR / "eval" / "test_split.yml"
+TEST_STORIES = "tests/test_stories.yml"  # relative to nlu/
+RESULTS_DIR = REPO / "benchmarks" / "results"
+BASELINE_DIR = NLU_DIR / "models" / "baseline"
+SCRIPTS = ("zh-Hans", "zh-Hant", "en")
+FALLBACK = "nlu_fallback"
+
+# The pipeline `rasa init` trains when config.yml leaves pipeline/policies empty
+# (rasa/engine/recipes/config_files/default_config.yml in Rasa 3.6.21), NLU part only.
+BASELINE_CONFIG = """\
+recipe: default.v1
+assistant_id: rasa_init_default_pipeline
+language: en
+pipeline:
+  - name: WhitespaceTokenizer
+  - name: RegexFeaturizer
+  - name: LexicalSyntacticFeaturizer
+  - name: CountVectorsFeaturizer
+  - name: CountVectorsFeaturizer
+    analyzer: "char_wb"
+    min_ngram: 1
+    max_ngram: 4
+  - name: DIETClassifier
+    epochs: {epochs}
+    constrain_similarities: true
+  - name: EntitySynonymMapper
+  - name: ResponseSelector
+    epochs: {epochs}
+    constrain_similarities: true
+  - name: FallbackClassifier
+    threshold: 0.3
+    ambiguity_threshold: 0.1
+policies: []
+"""
+
+_MARKUP = re.compile(r"\[(?P<text>[^\]]+)\](?:\((?P<entity>[^)]+)\)|(?P<json>\{[^}]*\}))")
+
+
+# ---------------------------------------------------------------------------------- data
+@dataclass
+class Example:
+    text: str  # as the user wrote it
+    script: str
+    intent: str  # full label: faq/business_hours for retrieval intents
+    entities: list[tuple[int, int, str]] = field(default_factory=list)  # on `text`
+    parse_text: str = ""  # what Rasa receives (Traditional converted to Simplified)
+    parse_entities: list[tuple[int, int, str]] = field(default_factory=list)
+
+
+def parse_markup(line: str) -> tuple[str, list[tuple[int, int, str, str]]]:
+    """Strip Rasa entity markup; return plain text and (start, end, entity, value)."""
+    out, ents, pos = [], [], 0
+    length = 0
+    for m in _MARKUP.finditer(line):
+        out.append(line[pos:m.start()])
+        length += m.start() - pos
+        text = m.group("text")
+        if m.group("entity"):
+            entity, value = m.group("entity"), text
+        else:
+            spec = json.loads(m.group("json"))
+            entity, value = spec["entity"], spec.get("value", text)
+        ents.append((length, length + len(text), entity, value))
+        out.append(text)
+        length += len(text)
+        pos = m.end()
+    out.append(line[pos:])
+    return "".join(out), ents
+
+
+def iter_examples(block: str) -> Iterator[str]:
+    for line in block.splitlines():
+        line = line.strip()
+        if line.startswith("- "):
+            yield line[2:].strip()
+
+
+def load_test_split(path: Path = TEST_SPLIT) -> list[Example]:
+    """Read the test split and prepare what Rasa will be sent for each utterance."""
+    t2s = OpenCC("t2s")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    examples = []
+    for block in data["nlu"]:
+        script = (block.get("metadata") or {}).get("script")
+        if script not in SCRIPTS:
+            raise ValueError(f"{path}: block {block.get('intent')} has no valid metadata.script")
+        for raw in iter_examples(block["examples"]):
+            text, ents = parse_markup(raw)
+            ex = Example(text=text, script=script, intent=block["intent"],
+                         entities=[(s, e, n) for s, e, n, _ in ents])
+            ex.parse_text = t2s.convert(text) if script == "zh-Hant" else text
+            if len(ex.parse_text) == len(text):
+                ex.parse_entities = list(ex.entities)
+            else:  # conversion changed the length: locate each converted span
+                for s, e, n in ex.entities:
+                    piece = t2s.convert(text[s:e])
+                    at = ex.parse_text.find(piece)
+                    if at >= 0:
+                        ex.parse_entities.append((at, at + len(piece), n))
+            examples.append(ex)
+    return examples
+
+
+# ------------------------------------------------------------------------------- metrics
+def f1_scores(gold: list[str], pred: list[str], labels: list[str]) -> dict[str, dict]:
+    per = {}
+    for label in labels:
+        tp = sum(1 for g, p in zip(gold, pred, strict=False) if g == label and p == label)
+        fp = sum(1 for g, p in zip(gold, pred, strict=False) if g != label and p == label)
+        fn = sum(1 for g, p in zip(gold, pred, strict=False) if g == label and p != label)
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per[label] = {"precision": round(precision, 4), "recall": round(recall, 4),
+                      "f1": round(f1, 4), "support": tp + fn}
+    return per
+
+
+def intent_metrics(gold: list[str], pred: list[str]) -> dict:
+    """Accuracy and macro-F1 over the gold labels (extra predicted labels hurt precision
+    of nothing but recall of the gold label, as in a per-intent report)."""
+    labels = sorted(set(gold))
+    per = f1_scores(gold, pred, labels)
+    n = len(gold)
+    return {
+        "n": n,
+        "accuracy": round(sum(g == p for g, p in zip(gold, pred, strict=True)) / n, 4)
+        if n else 0.0,
+        "macro_f1": round(sum(v["f1"] for v in per.values()) / len(per), 4) if per else 0.0,
+        "per_intent": per,
+    }
+
+
+def _overlaps(a: tuple, b: tuple) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def entity_f1(gold: list[set], pred: list[set], entity: str, overlap: bool = False) -> dict:
+    """Micro P/R/F1 of one entity type over all utterances (exact spans, or any overlap)."""
+    tp = fp = fn = 0
+    for g_all, p_all in zip(gold, pred, strict=False):
+        g = [x for x in g_all if x[2] == entity]
+        p = [x for x in p_all if x[2] == entity]
+        if overlap:
+            matched_g = {i for i, a in enumerate(g) if any(_overlaps(a, b) for b in p)}
+            matched_p = {i for i, b in enumerate(p) if any(_overlaps(a, b) for a in g)}
+            tp += len(matched_g)
+            fn += len(g) - len(matched_g)
+            fp += len(p) - len(matched_p)
+        else:
+            tp += len(set(g) & set(p))
+            fp += len(set(p) - set(g))
+            fn += len(set(g) - set(p))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
+            "gold": tp + fn, "predicted": tp + fp}
+
+
+# ------------------------------------------------------------------------------ rasa i/o
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post_json(url: str, payload: dict, timeout: float = 30.0) -> dict:
+    req = urllib.request.Request(url, data=json.dumps(payload).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+@contextlib.contextmanager
+def rasa_server(model: Path, log_path: Path, startup_timeout: float = 240.0) -> Iterator[str]:
+    """Serve a model with `rasa run --enable-api` (cwd nlu/); yield its base URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [str(nlu_train.check_rasa()), "run", "--enable-api", "-i", "127.0.0.1",
+           "-p", str(port), "--model", str(model)]
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(cmd, cwd=NLU_DIR, env=nlu_train.rasa_env(), stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"rasa run exited with {proc.returncode}; see {log_path}")
+            try:
+                if _post_json(f"{url}/model/parse", {"text": "hi"}, timeout=10).get("intent"):
+                    break
+            except (urllib.error.URLError, ConnectionError, OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"rasa run did not answer within {startup_timeout:.0f} s")
+            time.sleep(1.0)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def predicted_label(parse: dict) -> tuple[str, str, float]:
+    """(label as deployed, label ignoring the fallback, confidence of the latter)."""
+    def full(name: str) -> str:
+        if name == "faq":
+            selector = (parse.get("response_selector") or {}).get("faq") or {}
+            key = (selector.get("response") or {}).get("intent_response_key")
+            return key or "faq"
+        return name
+
+    intent = (parse.get("intent") or {}).get("name") or ""
+    raw_name, raw_conf = intent, (parse.get("intent") or {}).get("confidence") or 0.0
+    for item in parse.get("intent_ranking") or []:
+        if item.get("name") != FALLBACK:
+            raw_name, raw_conf = item["name"], item.get("confidence") or 0.0
+            break
+    return full(intent), full(raw_name), float(raw_conf)
+
+
+def parse_all(model: Path, examples: list[Example], log_path: Path) -> tuple[list[dict], float]:
+    """Parse every example with a served model; return parses and seconds to serve."""
+    started = time.monotonic()
+    with rasa_server(model, log_path) as url:
+        ready = time.monotonic() - started
+        parses = [_post_json(f"{url}/model/parse", {"text": ex.parse_text}) for ex in examples]
+    return parses, ready
+
+
+def evaluate_parses(examples: list[Example], parses: list[dict]) -> dict:
+    gold = [ex.intent for ex in examples]
+    deployed, raw, conf = zip(*(predicted_label(p) for p in parses), strict=False)
+    result = {
+        "overall": intent_metrics(gold, list(deployed)),
+        "overall_ignoring_fallback": intent_metrics(gold, list(raw)),
+        "by_script": {},
+        "by_script_ignoring_fallback": {},
+        "fallback_rate": round(sum(d == FALLBACK for d in deployed) / len(deployed), 4),
+    }
+    for script in SCRIPTS:
+        idx = [i for i, ex in enumerate(examples) if ex.script == script]
+        result["by_script"][script] = intent_metrics([gold[i] for i in idx],
+                                                     [deployed[i] for i in idx])
+        result["by_script_ignoring_fallback"][script] = intent_metrics(
+            [gold[i] for i in idx], [raw[i] for i in idx])
+    g_ents = [set(ex.parse_entities) for ex in examples]
+    p_ents = [{(e["start"], e["end"], e["entity"]) for e in p.get("entities") or []
+               if e.get("start") is not None} for p in parses]
+    result["entities"] = {
+        "order_id": entity_f1(g_ents, p_ents, "order_id"),
+        "product": entity_f1(g_ents, p_ents, "product"),
+        "product_overlap": entity_f1(g_ents, p_ents, "product", overlap=True),
+        "quantity": entity_f1(g_ents, p_ents, "quantity"),
+    }
+    # Confidence of right and wrong (ignoring fallback) predictions: the evidence for
+    # the FallbackClassifier threshold.
+    right = sorted(c for g, r, c in zip(gold, raw, conf, strict=False) if g == r)
+    wrong = sorted(c for g, r, c in zip(gold, raw, conf, strict=False) if g != r)
+    result["confidence"] = {
+        "right_n": len(right), "wrong_n": len(wrong),
+        "right_p10": round(right[len(right) // 10], 3) if right else None,
+        "right_min": round(right[0], 3) if right else None,
+        "wrong_median": round(wrong[len(wrong) // 2], 3) if wrong else None,
+        "wrong_max": round(wrong[-1], 3) if wrong else None,
+    }
+    result["errors"] = [
+        {"text": ex.text, "script": ex.script, "gold": g, "predicted": d,
+         "top_non_fallback": r, "confidence": round(c, 3)}
+        for ex, g, d, r, c in zip(examples, gold, deployed, raw, conf, strict=False) if d != g
+    ]
+    result["entity_errors"] = [
+        {"text": ex.parse_text, "gold": sorted(ge), "predicted": sorted(pe)}
+        for ex, ge, pe in zip(examples, g_ents, p_ents, strict=False)
+        if {x for x in ge if x[2] in ("order_id", "product")}
+        != {x for x in pe if x[2] in ("order_id", "product")}
+    ]
+    return result
+
+
+# ----------------------------------------------------------------------------- baseline
+def baseline_model(epochs: int, force: bool) -> tuple[Path, float | None]:
+    """Train (or reuse) the `rasa init` pipeline on our NLU data; (path, seconds|None)."""
+    config = BASELINE_CONFIG.format(epochs=epochs)
+    digest = hashlib.sha256(config.encode())
+    for path in sorted((NLU_DIR / "data" / "nlu").rglob("*.yml")) + [NLU_DIR / "domain.yml"]:
+        digest.update(path.read_bytes())
+    name = f"baseline-{digest.hexdigest()[:16]}"
+    target = BASELINE_DIR / f"{name}.tar.gz"
+    if target.exists() and not force:
+        info = json.loads(target.with_suffix("").with_suffix(".json").read_text()) \
+            if target.with_suffix("").with_suffix(".json").exists() else {}
+        return target, info.get("training_seconds")
+    BASELINE_DIR.mkdir(parents=True, exist_ok=True)
+    for old in BASELINE_DIR.glob("baseline-*"):
+        old.unlink()
+    with tempfile.TemporaryDirectory(prefix="nlu-baseline-") as tmp:
+        cfg = Path(tmp) / "config.yml"
+        cfg.write_text(config, encoding="utf-8")
+        cmd = [str(nlu_train.check_rasa()), "train", "nlu", "--config", str(cfg),
+               "--nlu", "data/nlu", "--domain", "domain.yml", "--out", tmp,
+               "--fixed-model-name", name]
+        print(f"  training the baseline (rasa init pipeline, {epochs} epochs) …", flush=True)
+        started = time.monotonic()
+        proc = subprocess.run(cmd, cwd=NLU_DIR, env=nlu_train.rasa_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        seconds = time.monotonic() - started
+        produced = Path(tmp) / f"{name}.tar.gz"
+        if proc.returncode != 0 or not produced.exists():
+            tail = proc.stdout.decode("utf-8", "replace")[-3000:]
+            raise RuntimeError(f"baseline training failed ({proc.returncode}):\n{tail}")
+        shutil.move(str(produced), target)
+    target.with_suffix("").with_suffix(".json").write_text(
+        json.dumps({"training_seconds": round(seconds, 1)}), encoding="utf-8")
+    return target, seconds
+
+
+# ---------------------------------------------------------------------------- core test
+def run_core_tests(model: Path, work: Path) -> dict:
+    """`rasa test core … --fail-on-prediction-errors`; on failure re-run to count them."""
+    rasa = str(nlu_train.check_rasa())
+
+    def run(out: Path, fail_fast: bool) -> tuple[int, str, float]:
+        cmd = [rasa, "test", "core", "--stories", TEST_STORIES, "--model", str(model),
+               "--out", str(out), "--no-plot"]
+        if fail_fast:
+            cmd.append("--fail-on-prediction-errors")
+        started = time.monotonic()
+        proc = subprocess.run(cmd, cwd=NLU_DIR, env=nlu_train.rasa_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        return proc.returncode, proc.stdout.decode("utf-8", "replace"), time.monotonic() - started
+
+    def count(out: Path) -> tuple[int | None, int | None]:
+        report = out / "story_report.json"
+        if report.exists():
+            conv = json.loads(report.read_text()).get("conversation_accuracy") or {}
+            if "total" in conv:
+                return conv["total"] - conv.get("correct", 0), conv["total"]
+        return None, None
+
+    total_stories = len((yaml.safe_load((NLU_DIR / TEST_STORIES).read_text()) or {})
+                        .get("stories") or [])
+    code, output, seconds = run(work / "core-strict", fail_fast=True)
+    failed, total = count(work / "core-strict")
+    result = {"command": f"rasa test core --stories {TEST_STORIES} --fail-on-prediction-errors",
+              "exit_code": code, "seconds": round(seconds, 1), "stories": total_stories}
+    if code == 0:
+        result["stories_failed"] = failed or 0
+        return result
+    code2, output2, seconds2 = run(work / "core-all", fail_fast=False)
+    failed, total = count(work / "core-all")
+    result["stories_failed"] = failed if failed is not None else total_stories
+    failed_file = work / "core-all" / "failed_test_stories.yml"
+    if failed_file.exists():
+        result["failed_stories"] = re.findall(r"- story: (.+)", failed_file.read_text())
+    result["output_tail"] = output[-2000:]
+    return result
+
+
+# --------------------------------------------------------------------------------- main
+def product_resolution() -> dict | None:
+    path = REPO / "benchmarks" / "product_resolution.py"
+    if not path.exists():
+        return None
+    spec = importlib.util.spec_from_file_location("product_resolution", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    try:
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        return module.evaluate()
+    except Exception as exc:  # report, do not lose the NLU figures
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def write_markdown(res: dict, path: Path) -> None:
+    ours, base = res["ours"], res.get("baseline")
+    lines = [
+        "# NLU evaluation", "",
+        f"Held-out test split `nlu/eval/test_split.yml`: {ours['overall']['n']} utterances, "
+        f"{len(ours['overall']['per_intent'])} intents (faq sub-intents counted separately), "
+        "written in Simplified, Traditional (converted with OpenCC t2s before parsing, as "
+        "the gateway does) and English. Never trained on. A message below the fallback "
+        "threshold counts as a miss.", "",
+        f"Run {res['run_at']} on {res['cpus']} CPUs, Rasa {res['rasa_version']}.", "",
+        "| | ours | baseline (`rasa init` pipeline) |", "|---|---|---|",
+    ]
+
+    def b(key: str, script: str | None = None) -> str:
+        if not base:
+            return "—"
+        m = base["overall"] if script is None else base["by_script"][script]
+        return f"{m[key]:.3f}"
+
+    lines.append(f"| intent macro-F1 | **{res['intent_macro_f1']:.3f}** | {b('macro_f1')} |")
+    lines.append(f"| intent accuracy | {res['intent_accuracy']:.3f} | {b('accuracy')} |")
+    for script in SCRIPTS:
+        lines.append(f"| macro-F1 {script} | {res['intent_macro_f1_by_script'][script]:.3f} "
+                     f"| {b('macro_f1', script)} |")
+    ent = ours["entities"]
+    lines += [
+        f"| fallback rate | {ours['fallback_rate']:.3f} | "
+        f"{base['fallback_rate'] if base else '—'} |",
+        f"| order_id F1 (exact span) | **{res['order_id_f1']:.3f}** | "
+        f"{base['entities']['order_id']['f1'] if base else '—'} |",
+        f"| product F1 (exact span / overlap) | {ent['product']['f1']:.3f} / "
+        f"{ent['product_overlap']['f1']:.3f} | "
+        + (f"{base['entities']['product']['f1']:.3f} / "
+           f"{base['entities']['product_overlap']['f1']:.3f}" if base else "—") + " |",
+        f"| training seconds | {res['training_seconds']} (full `rasa train`) | "
+        f"{res.get('baseline_training_seconds')} (`rasa train nlu`) |",
+        "",
+        f"Ignoring the fallback: ours macro-F1 {ours['overall_ignoring_fallback']['macro_f1']:.3f}"
+        + (f", baseline {base['overall_ignoring_fallback']['macro_f1']:.3f}" if base else "")
+        + ".", "",
+        f"Conversation tests (`{res['core']['command']}`): {res['stories_failed']} of "
+        f"{res['core']['stories']} stories failed.", "",
+    ]
+    if base:
+        lines += [f"Baseline: {res['baseline_pipeline']}", ""]
+    if res.get("product_resolution") is not None:
+        lines += ["Product resolution (benchmarks/product_resolution.py):", "",
+                  "```", json.dumps(res["product_resolution"], ensure_ascii=False, indent=1)[:2000],
+                  "```", ""]
+    errors = ours["errors"]
+    if errors:
+        lines += [f"Our misses ({len(errors)}):", "", "| script | text | gold | predicted |",
+                  "|---|---|---|---|"]
+        for e in errors:
+            pred = e["predicted"] if e["predicted"] != FALLBACK else \
+                f"nlu_fallback ({e['top_non_fallback']} {e['confidence']})"
+            lines.append(f"| {e['script']} | {e['text']} | {e['gold']} | {pred} |")
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="benchmarks/nlu_eval.py",
+        description="Evaluate our Rasa NLU on the held-out split nlu/eval/test_split.yml "
+                    "(per script), run the conversation tests, compare with the stock "
+                    "`rasa init` pipeline, and write benchmarks/results/nlu.json and nlu.md.",
+    )
+    parser.add_argument("--retrain", action="store_true",
+                        help="retrain our model and the baseline even if up to date")
+    parser.add_argument("--model", type=Path,
+                        help="evaluate this model instead of the one nlu/train.py builds")
+    parser.add_argument("--baseline-epochs", type=int, default=100,
+                        help="DIET/ResponseSelector epochs of the baseline (default 100, as "
+                             "`rasa init`)")
+    parser.add_argument("--skip-baseline", action="store_true", help="do not run the baseline")
+    parser.add_argument("--skip-core", action="store_true", help="do not run `rasa test core`")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR,
+                        help="directory for nlu.json and nlu.md (default benchmarks/results)")
+    args = parser.parse_args(argv)
+
+    t0 = time.monotonic()
+    try:
+        nlu_train.check_rasa()
+    except nlu_train.RasaNotInstalled as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    examples = load_test_split()
+    print(f"test split: {len(examples)} utterances "
+          f"({', '.join(f'{s} {n}' for s, n in Counter(e.script for e in examples).items())})",
+          flush=True)
+
+    if args.model:
+        model, train_seconds = args.model.resolve(), None
+    else:
+        existed = nlu_train.model_path().exists() and not args.retrain
+        model = nlu_train.ensure_model(force=args.retrain)
+        train_seconds = nlu_train.training_info(model).get("training_seconds")
+        print(f"model: {model.name} ({'reused' if existed else 'trained'}; "
+              f"training took {train_seconds} s)", flush=True)
+
+    work = Path(tempfile.mkdtemp(prefix="nlu-eval-"))
+    try:
+        print("parsing with our model …", flush=True)
+        parses, ready = parse_all(model, examples, work / "rasa-ours.log")
+        ours = evaluate_parses(examples, parses)
+        ours["server_ready_seconds"] = round(ready, 1)
+        print(f"  macro-F1 {ours['overall']['macro_f1']:.3f}  "
+              + "  ".join(f"{s} {ours['by_script'][s]['macro_f1']:.3f}" for s in SCRIPTS)
+              + f"  order_id F1 {ours['entities']['order_id']['f1']:.3f}", flush=True)
+
+        core = {"skipped": True, "stories_failed": None, "stories": None, "command": "skipped"}
+        if not args.skip_core:
+            print("running the conversation tests …", flush=True)
+            core = run_core_tests(model, work)
+            print(f"  {core['stories_failed']} of {core['stories']} stories failed", flush=True)
+
+        base, base_seconds = None, None
+        if not args.skip_baseline:
+            base_model, base_seconds = baseline_model(args.baseline_epochs, args.retrain)
+            print("parsing with the baseline …", flush=True)
+            base_parses, _ = parse_all(base_model, examples, work / "rasa-baseline.log")
+            base = evaluate_parses(examples, base_parses)
+            print(f"  baseline macro-F1 {base['overall']['macro_f1']:.3f}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    res = {
+        "intent_macro_f1": ours["overall"]["macro_f1"],
+        "intent_accuracy": ours["overall"]["accuracy"],
+        "intent_macro_f1_by_script": {s: ours["by_script"][s]["macro_f1"] for s in SCRIPTS},
+        "intent_accuracy_by_script": {s: ours["by_script"][s]["accuracy"] for s in SCRIPTS},
+        "order_id_f1": ours["entities"]["order_id"]["f1"],
+        "product_f1": ours["entities"]["product"]["f1"],
+        "product_f1_overlap": ours["entities"]["product_overlap"]["f1"],
+        "fallback_rate": ours["fallback_rate"],
+        "intent_macro_f1_ignoring_fallback": ours["overall_ignoring_fallback"]["macro_f1"],
+        "baseline_intent_macro_f1": base["overall"]["macro_f1"] if base else None,
+        "baseline_intent_macro_f1_by_script":
+            {s: base["by_script"][s]["macro_f1"] for s in SCRIPTS} if base else None,
+        "baseline_intent_accuracy": base["overall"]["accuracy"] if base else None,
+        "baseline_order_id_f1": base["entities"]["order_id"]["f1"] if base else None,
+        "baseline_pipeline": (
+            "rasa init default pipeline (WhitespaceTokenizer, RegexFeaturizer, "
+            "LexicalSyntacticFeaturizer, CountVectorsFeaturizer word + char_wb 1-4, "
+            f"DIETClassifier {args.baseline_epochs} epochs, EntitySynonymMapper, "
+            f"ResponseSelector {args.baseline_epochs} epochs, FallbackClassifier 0.3), "
+            "language en, same NLU data and domain") if base else None,
+        "stories_failed": core["stories_failed"],
+        "training_seconds": train_seconds,
+        "baseline_training_seconds": round(base_seconds, 1) if base_seconds else base_seconds,
+        "model": model.name,
+        "test_utterances": len(examples),
+        "run_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpus": os.cpu_count(),
+        "rasa_version": re.search(r'"([^"]+)"', nlu_train._rasa_version()).group(1)
+        if '"' in nlu_train._rasa_version() else None,
+        "core": core,
+        "ours": ours,
+        "baseline": base,
+    }
+    pr = product_resolution()
+    if pr is not None:
+        res["product_resolution"] = pr
+    res["eval_seconds"] = round(time.monotonic() - t0, 1)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "nlu.json").write_text(json.dumps(res, ensure_ascii=False, indent=1),
+                                       encoding="utf-8")
+    write_markdown(res, args.out / "nlu.md")
+    print(f"wrote {args.out / 'nlu.json'} and nlu.md in {res['eval_seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
