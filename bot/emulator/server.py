@@ -8,7 +8,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from html import escape as html_escape
@@ -23,7 +23,7 @@ from markupsafe import Markup
 from bot.emulator import control
 from bot.emulator.botapi import METHODS, Call, Upload, normalize_params
 from bot.emulator.formatting import entities_to_html
-from bot.emulator.state import JSON, ApiError, EmulatorState, Fault, now
+from bot.emulator.state import JSON, ApiError, ChatState, EmulatorState, Fault, now
 
 log = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -264,12 +264,25 @@ async def register_chat(request: web.Request) -> web.Response:
     return _json(control.register_chat(request.app[STATE_KEY], body))
 
 
-def _chat_from_path(request: web.Request) -> Any:
+def _chat_from_path(request: web.Request) -> ChatState:
     """The ChatState named in the URL, or a 404."""
     chat = request.app[STATE_KEY].chat_state(request.match_info["chat_id"])
     if chat is None:
         raise control.ControlError(404, "chat not found")
     return chat
+
+
+async def list_chats(request: web.Request) -> web.Response:
+    """GET /_emulator/chats?type=: known chats (the page offers the groups)."""
+    wanted = request.query.get("type")
+    chats = [
+        {"chat": c.chat, "bot_status": c.bot_member.get("status"),
+         "member_ids": [uid for uid, m in c.members.items()
+                        if m["status"] in ("creator", "administrator", "member", "restricted")]}
+        for c in request.app[STATE_KEY].chats.values()
+        if not wanted or c.type in wanted.split(",")
+    ]
+    return _json(chats)
 
 
 async def chat_info(request: web.Request) -> web.Response:
@@ -298,6 +311,18 @@ def _int_arg(request: web.Request, name: str, default: int | None = None) -> int
         raise control.ControlError(400, f"{name} must be an integer") from None
 
 
+def _newer_than(log: Iterable[JSON], after: int) -> list[JSON]:
+    """Entries with seq > after, scanning from the newest end (logs are in seq order), so a
+    long-poll wake-up costs O(new entries) rather than O(log size)."""
+    newer: list[JSON] = []
+    for entry in reversed(log):  # type: ignore[call-overload]
+        if entry["seq"] <= after:
+            break
+        newer.append(entry)
+    newer.reverse()
+    return newer
+
+
 _MESSAGE_METHODS = frozenset({
     "sendMessage", "sendDocument", "sendPhoto", "copyMessage", "forwardMessage",
     "editMessageText", "editMessageCaption", "editMessageReplyMarkup", "deleteMessage",
@@ -322,9 +347,8 @@ async def sent_messages(request: web.Request) -> web.Response:
     deadline = loop.time() + timeout
     while True:
         entries = [
-            e for e in state.sent
-            if e["seq"] > after
-            and (chat_id is None or e["chat_id"] == chat_id)
+            e for e in _newer_than(state.sent, after)
+            if (chat_id is None or e["chat_id"] == chat_id)
             and (include_all or e["method"] in _MESSAGE_METHODS)
         ]
         remaining = deadline - loop.time()
@@ -338,8 +362,8 @@ async def call_log(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     wanted = (request.query.get("method") or "").lower()
     after = _int_arg(request, "after", 0) or 0
-    return _json([c for c in state.calls
-                  if c["seq"] > after and (not wanted or c["method"].lower() == wanted)])
+    return _json([c for c in _newer_than(state.calls, after)
+                  if not wanted or c["method"].lower() == wanted])
 
 
 async def add_fault(request: web.Request) -> web.Response:
@@ -420,9 +444,9 @@ _templates = jinja2.Environment(
 )
 
 
-def _page_history(state: EmulatorState, persona: JSON, limit: int = 200) -> list[JSON]:
-    """The persona's private chat rendered for first paint (the JS then takes over)."""
-    chat = state.chat_state(persona["user_id"])
+def _page_history(state: EmulatorState, persona: JSON, chat: ChatState | None,
+                  limit: int = 200) -> list[JSON]:
+    """A chat rendered for first paint (the page's JS then takes over)."""
     if chat is None:
         return []
     rows = []
@@ -436,9 +460,11 @@ def _page_history(state: EmulatorState, persona: JSON, limit: int = 200) -> list
                      if k in message]
             body = html_escape(f"[{kinds[0] if kinds else 'message'}]")
         sender = message.get("from") or {}
+        mine = sender.get("id") == persona["user_id"]
         rows.append({
             "id": message["message_id"],
-            "side": "out" if sender.get("id") == persona["user_id"] else "in",
+            "side": "out" if mine else "in",
+            "sender": sender.get("first_name") if chat.type != "private" and not mine else None,
             # entities_to_html escapes every character of the text itself
             "html": Markup(body),
         })
@@ -446,15 +472,19 @@ def _page_history(state: EmulatorState, persona: JSON, limit: int = 200) -> list
 
 
 async def chat_page(request: web.Request) -> web.Response:
-    """GET /?persona=<key>: the sandbox chat page (history of that persona pre-rendered)."""
+    """GET /?persona=<key>[&chat=<group id>]: the sandbox chat page, history pre-rendered."""
     state = request.app[STATE_KEY]
     all_personas = request.app[PERSONAS_KEY]
     wanted = request.query.get("persona")
     persona = next((p for p in all_personas if p["key"] == wanted), all_personas[0])
+    group = state.chat_state(request.query.get("chat", "")) if request.query.get("chat") else None
+    if group is not None and group.type == "private":
+        group = None
     html = _templates.get_template("chat.html").render(
         personas=all_personas,
         selected=persona["key"],
-        history=_page_history(state, persona),
+        chat_option=group.chat if group else None,
+        history=_page_history(state, persona, group or state.chat_state(persona["user_id"])),
         bot_username=state.bot_username,
     )
     return web.Response(text=html, content_type="text/html", headers=PAGE_HEADERS)
@@ -562,6 +592,7 @@ def create_app(
     router.add_post("/_emulator/updates/{kind}", inject_update)
     router.add_get("/_emulator/updates", pending_updates)
     router.add_post("/_emulator/chats", register_chat)
+    router.add_get("/_emulator/chats", list_chats)
     router.add_get("/_emulator/chats/{chat_id}", chat_info)
     router.add_get("/_emulator/chats/{chat_id}/history", chat_history)
     router.add_get("/_emulator/sent", sent_messages)

@@ -20,6 +20,8 @@ UPDATE_HISTORY_CAP = 10_000
 MESSAGES_PER_CHAT_CAP = 5_000
 CALLBACK_CAP = 10_000
 FILE_CAP = 2_000
+FILE_BYTES_CAP = 512 * 1024 * 1024  # oldest files are forgotten beyond this
+PENDING_CAP = 100_000  # Telegram keeps at most ~24 h of updates; we keep a count instead
 FIRST_UPDATE_ID = 100_000_001  # large on purpose: code must not assume small update ids
 
 # Telegram's default when allowed_updates is empty/never set: everything except these.
@@ -250,6 +252,8 @@ class EmulatorState:
         self.faults: list[Fault] = []
         self.files: OrderedDict[str, FileRecord] = OrderedDict()
         self.file_paths: dict[str, str] = {}
+        self.file_bytes = 0
+        self.file_counter = itertools.count(1)
         self.callbacks: OrderedDict[str, JSON] = OrderedDict()
         self.commands: dict[tuple[str, str], list[JSON]] = {}
         self.default_menu_button: JSON = {"type": "commands"}
@@ -312,26 +316,33 @@ class EmulatorState:
         return state
 
     def register_chat(self, raw: JSON, bot_status: str | None = None) -> ChatState:
-        """Create or update a group/supergroup/channel chat from control-API input."""
+        """Create a group/supergroup/channel chat, or merge the given fields into a known one.
+
+        Fields not given keep their current values, so ``{"id": -100…}`` just names a chat.
+        """
         chat_id = int(raw["id"])
-        chat_type = str(raw.get("type") or ("supergroup" if chat_id < 0 else "private"))
+        state = self.chats.get(chat_id)
+        default_type = state.type if state else ("supergroup" if chat_id < 0 else "private")
+        chat_type = str(raw.get("type") or default_type)
         if chat_type == "private":
-            return self.private_chat(self.remember_user({"id": chat_id, **raw}))
+            if state is not None and state.type == "private" and len(raw) == 1:
+                return state
+            return self.private_chat(self.remember_user({**raw, "id": chat_id}))
         if chat_type not in ("group", "supergroup", "channel"):
             raise ValueError(f"unknown chat type {chat_type!r}")
-        chat: JSON = {"id": chat_id, "type": chat_type,
-                      "title": str(raw.get("title") or f"Chat {chat_id}")}
-        if raw.get("username"):
-            chat["username"] = str(raw["username"]).lstrip("@")
-        if raw.get("is_forum"):
-            chat["is_forum"] = True
-        state = self.chats.get(chat_id)
         if state is None:
+            chat: JSON = {"id": chat_id, "type": chat_type,
+                          "title": str(raw.get("title") or f"Chat {chat_id}")}
             # A group someone sets up for the bot: the bot is an admin unless told otherwise.
             state = ChatState(chat=chat, bot_member={"status": "administrator"})
             self.chats[chat_id] = state
-        else:
-            state.chat.update(chat)
+        state.chat["type"] = chat_type
+        if raw.get("title"):
+            state.chat["title"] = str(raw["title"])
+        if raw.get("username"):
+            state.chat["username"] = str(raw["username"]).lstrip("@")
+        if raw.get("is_forum"):
+            state.chat["is_forum"] = True
         if bot_status:
             state.bot_member = {"status": bot_status}
         return state
@@ -406,6 +417,8 @@ class EmulatorState:
             self.dropped_updates += 1
             return update, False
         self.pending[update_id] = PendingUpdate(update)
+        if len(self.pending) > PENDING_CAP:
+            del self.pending[min(self.pending)]
         self.updates_changed.notify()
         return update, True
 
@@ -514,7 +527,7 @@ class EmulatorState:
             ext = "." + file_name.rsplit(".", 1)[1][:8]
         elif mime_type:
             ext = mimetypes.guess_extension(mime_type) or ""
-        number = len(self.file_paths) + 1
+        number = next(self.file_counter)
         record = FileRecord(
             file_id=prefixes.get(kind, "BQAC") + "AgADA" + secrets.token_hex(16),
             file_unique_id="AQAD" + secrets.token_hex(6),
@@ -525,9 +538,12 @@ class EmulatorState:
         )
         self.files[record.file_id] = record
         self.file_paths[record.file_path] = record.file_id
-        while len(self.files) > FILE_CAP:
+        self.file_bytes += record.file_size
+        while len(self.files) > 1 and (len(self.files) > FILE_CAP
+                                       or self.file_bytes > FILE_BYTES_CAP):
             _, old = self.files.popitem(last=False)
             self.file_paths.pop(old.file_path, None)
+            self.file_bytes -= old.file_size
         return record
 
     def file_by_path(self, file_path: str) -> FileRecord | None:

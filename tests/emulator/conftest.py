@@ -80,8 +80,11 @@ def make_bot(emu: RunningEmulator, token: str = TOKEN) -> Bot:
         token,
         base_url=emu.bot_base_url,
         base_file_url=emu.file_base_url,
-        request=HTTPXRequest(connection_pool_size=8, read_timeout=5, connect_timeout=2),
-        get_updates_request=HTTPXRequest(read_timeout=5, connect_timeout=2),
+        # plain HTTP to 127.0.0.1: skipping certificate loading saves ~50 ms per test
+        request=HTTPXRequest(connection_pool_size=8, read_timeout=5, connect_timeout=2,
+                             httpx_kwargs={"verify": False}),
+        get_updates_request=HTTPXRequest(read_timeout=5, connect_timeout=2,
+                                         httpx_kwargs={"verify": False}),
     )
 
 

@@ -184,3 +184,25 @@ async def test_chat_by_username_and_control_errors(bot: Bot, ctl: Control) -> No
     await ctl.post("updates/nonsense", {}, expect=404)
     await ctl.post("updates/redeliver", {"update_id": 1}, expect=404)
     await ctl.post("updates/raw", {"message": {}, "callback_query": {}}, expect=400)
+
+
+async def test_group_replies_and_partial_chat_references(bot: Bot, ctl: Control) -> None:
+    await ctl.group(members=[{"user": TESS, "status": "administrator"}])
+    ticket = await bot.send_message(GID, "Ticket #1 from Rita: boxes damaged")
+    # naming the chat by id only must not reset its title or type
+    reply = await ctl.post("updates/message", {
+        "user": TESS, "chat": {"id": GID}, "text": "on it",
+        "reply_to_message_id": ticket.message_id})
+    chat = (await ctl.get(f"chats/{GID}"))["chat"]
+    assert chat == {"id": GID, "type": "supergroup", "title": "Dealer community"}
+    update = (await bot.get_updates(timeout=0))[-1]
+    assert update.update_id == reply["update_id"]
+    assert update.message.reply_to_message.message_id == ticket.message_id
+    assert update.message.reply_to_message.from_user.id == BOT_ID
+    assert update.message.chat.title == "Dealer community"
+    assert (await bot.get_chat_member(GID, TESS["id"])).status == "administrator"
+    await ctl.post("updates/message", {"user": TESS, "chat": {"id": GID}, "text": "x",
+                                       "reply_to_message_id": 999}, expect=404)
+    listed = await ctl.get("chats?type=group,supergroup")
+    assert [c["chat"]["id"] for c in listed] == [GID]
+    assert listed[0]["member_ids"] == [TESS["id"]] and listed[0]["bot_status"] == "administrator"

@@ -180,3 +180,15 @@ async def test_cli_serves_on_localhost(tmp_path: Path, http) -> None:
     finally:
         proc.terminate()
         assert await asyncio.wait_for(proc.wait(), 10) == 0
+
+
+async def test_page_renders_a_group_chat_with_sender_names(bot: Bot, ctl: Control, emu,
+                                                           http) -> None:
+    await ctl.post("chats", {"id": -100777, "type": "supergroup", "title": "Staff <desk>"})
+    await ctl.post("updates/message", {"user": RITA, "chat": {"id": -100777}, "text": "hello"})
+    await bot.send_message(-100777, "<i>ticket</i>", parse_mode="HTML")
+    async with http.get(f"{emu.url}/?persona=dealer&chat=-100777") as resp:
+        page = await resp.text()
+    assert '<option value="-100777" selected>Staff &lt;desk&gt;</option>' in page
+    assert '<div class="sender">Rita</div><div class="text">hello</div>' in page
+    assert '<div class="sender">Sandbox Bot</div><div class="text"><i>ticket</i></div>' in page

@@ -6,6 +6,10 @@
 const personas = JSON.parse(document.getElementById("personas-data").textContent);
 const els = {
   persona: document.getElementById("persona"),
+  chat: document.getElementById("chat"),
+  replyBar: document.getElementById("reply-bar"),
+  replyText: document.getElementById("reply-text"),
+  replyCancel: document.getElementById("reply-cancel"),
   messages: document.getElementById("messages"),
   form: document.getElementById("composer"),
   text: document.getElementById("text"),
@@ -14,7 +18,7 @@ const els = {
   keyboard: document.getElementById("reply-keyboard"),
   reload: document.getElementById("reset-view"),
 };
-let current = null;        // {persona, chatId, after, abort, nodes: Map<message_id, Element>}
+let current = null;  // {persona, chatId, isGroup, after, abort, nodes: Map<id, Element>, replyTo}
 let typingTimer = null;
 
 function personaUser(p) {
@@ -85,6 +89,17 @@ function messageNode(message) {
   node.dataset.id = message.message_id;
   const bubble = document.createElement("div");
   bubble.className = "bubble";
+  bubble.title = "Click to reply";
+  bubble.addEventListener("click", (event) => {
+    if (event.target.closest("a, button")) return;
+    setReply(message);
+  });
+  if (current && current.isGroup && !mine && message.from) {
+    const sender = document.createElement("div");
+    sender.className = "sender";
+    sender.textContent = message.from.first_name + (message.from.is_bot ? " (bot)" : "");
+    bubble.append(sender);
+  }
   if (message.reply_to_message) {
     const quote = document.createElement("div");
     quote.className = "reply";
@@ -176,6 +191,26 @@ function replyKeyboard(markup) {
 
 function setStatus(text) { els.status.textContent = text; }
 
+function setReply(message) {
+  current.replyTo = message || null;
+  els.replyBar.hidden = !message;
+  if (message) {
+    const preview = message.text || message.caption || "[media]";
+    els.replyText.textContent = "Replying to: " + preview.slice(0, 80);
+  }
+}
+
+async function loadChats() {
+  // Groups the emulator knows (e.g. the staff desk); keep the current choice if it still exists.
+  const chosen = els.chat.value;
+  const chats = await api("GET", "chats?type=group,supergroup").catch(() => []);
+  els.chat.replaceChildren(new Option("private chat", ""));
+  for (const entry of chats) {
+    els.chat.append(new Option(entry.chat.title, String(entry.chat.id)));
+  }
+  els.chat.value = chats.some((e) => String(e.chat.id) === chosen) ? chosen : "";
+}
+
 function apply(entry) {
   const params = entry.params || {};
   switch (entry.method) {
@@ -224,10 +259,14 @@ async function poll(session) {
 async function open(personaKey) {
   if (current) current.abort.abort();
   const persona = personas.find((p) => p.key === personaKey) || personas[0];
-  const session = {persona, chatId: persona.user_id, after: 0, abort: new AbortController(),
-                   nodes: new Map()};
+  const groupId = els.chat.value ? Number(els.chat.value) : null;
+  const session = {persona, chatId: groupId || persona.user_id, isGroup: groupId !== null,
+                   after: 0, abort: new AbortController(), nodes: new Map(), replyTo: null};
   current = session;
-  window.history.replaceState(null, "", "?persona=" + encodeURIComponent(persona.key));
+  setReply(null);
+  let query = "?persona=" + encodeURIComponent(persona.key);
+  if (groupId !== null) query += "&chat=" + groupId;
+  window.history.replaceState(null, "", query);
   els.messages.replaceChildren();
   els.keyboard.hidden = true;
   try {
@@ -245,8 +284,12 @@ async function open(personaKey) {
 
 async function send(text) {
   if (!current || !text.trim()) return;
+  const body = {user: personaUser(current.persona), text};
+  if (current.isGroup) body.chat = {id: current.chatId};
+  if (current.replyTo) body.reply_to_message_id = current.replyTo.message_id;
   try {
-    const result = await api("POST", "updates/message", {user: personaUser(current.persona), text});
+    const result = await api("POST", "updates/message", body);
+    setReply(null);
     upsert(result.message);
   } catch (err) {
     toast("Not sent: " + err.message);
@@ -271,5 +314,10 @@ els.form.addEventListener("submit", (event) => {
   send(text);
 });
 els.persona.addEventListener("change", () => open(els.persona.value));
-els.reload.addEventListener("click", () => open(els.persona.value));
-open(els.persona.value);
+els.chat.addEventListener("change", () => open(els.persona.value));
+els.replyCancel.addEventListener("click", () => setReply(null));
+els.reload.addEventListener("click", async () => {
+  await loadChats();
+  open(els.persona.value);
+});
+loadChats().then(() => open(els.persona.value));
