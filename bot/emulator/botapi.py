@@ -163,6 +163,9 @@ def _chat(call: Call, key: str = "chat_id") -> ChatState:
     chat_id = _require(call, key)
     state = call.state.chat_state(chat_id)
     if state is None:
+        if isinstance(chat_id, int) and chat_id in call.state.users:
+            # Telegram knows the user (e.g. from a group) but they never started the bot.
+            raise forbidden("bot can't initiate conversation with a user")
         raise bad_request("chat not found")
     return state
 

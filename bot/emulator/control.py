@@ -91,6 +91,44 @@ def _ensure_present(state: EmulatorState, chat: ChatState, user: JSON) -> None:
         chat.members[user["id"]] = member_obj(user, "member")
 
 
+def _bot_sees(state: EmulatorState, chat: ChatState, message: JSON) -> str:
+    """Why the bot would NOT get this group message ("" = it gets it), following Telegram:
+    non-members get nothing; with privacy mode (non-admin bots) only commands, replies to the
+    bot, @mentions of it and service messages arrive."""
+    if chat.type == "private":
+        return ""
+    status = chat.bot_member.get("status", "member")
+    if status in ("left", "kicked"):
+        return "the bot is not a member of this chat"
+    if status == "administrator" or chat.type == "channel":
+        return ""
+    text = str(message.get("text") or message.get("caption") or "")
+    replied = (message.get("reply_to_message") or {}).get("from") or {}
+    if (text.startswith("/") or f"@{state.bot_username}".lower() in text.lower()
+            or replied.get("is_bot") or "new_chat_members" in message
+            or "left_chat_member" in message):
+        return ""
+    return "privacy mode: a non-admin bot only sees commands, replies to it and mentions"
+
+
+def _queue(state: EmulatorState, update: JSON, blocked_reason: str = "") -> JSON:
+    """Queue an update unless Telegram would not deliver it; report what happened."""
+    if blocked_reason:
+        return {"update_id": None, "queued": False, "reason": blocked_reason}
+    queued_update, queued = state.enqueue_update(update)
+    result: JSON = {"update_id": queued_update["update_id"], "queued": queued}
+    if not queued:
+        result["reason"] = "filtered by the bot's allowed_updates"
+    return result
+
+
+def _admin_only(chat: ChatState, what: str) -> str:
+    """chat_member and chat_join_request updates reach only administrator bots."""
+    if chat.bot_member.get("status") != "administrator":
+        return f"{what} updates are only sent to bots that are administrators"
+    return ""
+
+
 def _message_payload(state: EmulatorState, body: JSON, kind: str) -> JSON:
     """The kind-specific part of an incoming message."""
     text = body.get("text")
@@ -165,9 +203,8 @@ def inject_message(state: EmulatorState, body: JSON) -> JSON:
         message["reply_to_message"] = quoted
     message.update({k: v for k, v in payload.items() if v not in (None, [])})
     state.store_message(chat, message)
-    update, queued = state.enqueue_update({"message": message})
-    return {"update_id": update["update_id"], "message": copy.deepcopy(message),
-            "queued": queued}
+    result = _queue(state, {"message": message}, _bot_sees(state, chat, message))
+    return {**result, "message": copy.deepcopy(message)}
 
 
 def _has_button(message: JSON, data: str) -> bool:
@@ -202,8 +239,8 @@ def inject_callback(state: EmulatorState, body: JSON) -> JSON:
         "data": data,
     }
     state.add_callback(query, chat.id)
-    update, queued = state.enqueue_update({"callback_query": query})
-    return {"update_id": update["update_id"], "callback_query_id": query["id"], "queued": queued}
+    result = _queue(state, {"callback_query": query})
+    return {**result, "callback_query_id": query["id"]}
 
 
 def _invite_link(state: EmulatorState, chat: ChatState, raw: Any) -> JSON | None:
@@ -247,8 +284,9 @@ def inject_join_request(state: EmulatorState, body: JSON) -> JSON:
     for bucket in ("approved", "declined"):
         chat.join_requests[bucket].pop(user["id"], None)
     chat.join_requests["pending"][user["id"]] = request
-    update, queued = state.enqueue_update({"chat_join_request": request})
-    return {"update_id": update["update_id"], "chat_join_request": request, "queued": queued}
+    result = _queue(state, {"chat_join_request": request},
+                    _admin_only(chat, "chat_join_request"))
+    return {**result, "chat_join_request": request}
 
 
 def _member_extra(body: JSON) -> JSON:
@@ -284,8 +322,8 @@ def inject_chat_member(state: EmulatorState, body: JSON) -> JSON:
     link = _invite_link(state, chat, body.get("invite_link"))
     if link is not None:
         payload["invite_link"] = link
-    update, queued = state.enqueue_update({"chat_member": payload})
-    result: JSON = {"update_id": update["update_id"], "chat_member": payload, "queued": queued}
+    result = {**_queue(state, {"chat_member": payload}, _admin_only(chat, "chat_member")),
+              "chat_member": payload}
     if body.get("service_message"):
         result["service_message"] = _service_message(state, chat, actor, user, old, new)
     return result
@@ -305,8 +343,8 @@ def _service_message(
     else:
         message["left_chat_member"] = user
     state.store_message(chat, message)
-    update, queued = state.enqueue_update({"message": message})
-    return {"update_id": update["update_id"], "message": message, "queued": queued}
+    return {**_queue(state, {"message": message}, _bot_sees(state, chat, message)),
+            "message": message}
 
 
 def _set_bot_status(
@@ -364,8 +402,7 @@ def inject_raw(state: EmulatorState, body: JSON) -> JSON:
         _absorb(state, body)
     except (TypeError, ValueError) as exc:
         raise ControlError(400, f"invalid update: {exc}") from None
-    update, queued = state.enqueue_update(body)
-    return {"update_id": update["update_id"], "queued": queued}
+    return _queue(state, body)
 
 
 def redeliver(state: EmulatorState, body: JSON) -> JSON:

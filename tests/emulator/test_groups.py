@@ -206,3 +206,48 @@ async def test_group_replies_and_partial_chat_references(bot: Bot, ctl: Control)
     listed = await ctl.get("chats?type=group,supergroup")
     assert [c["chat"]["id"] for c in listed] == [GID]
     assert listed[0]["member_ids"] == [TESS["id"]] and listed[0]["bot_status"] == "administrator"
+
+
+async def test_privacy_mode_and_membership_decide_delivery(bot: Bot, ctl: Control) -> None:
+    await ctl.group(bot_status="member")  # a plain member bot has privacy mode on
+    await bot.get_updates(timeout=0, allowed_updates=ALL_UPDATES)
+    chat = {"id": GID}
+    chatter = await ctl.post("updates/message", {"user": RITA, "chat": chat, "text": "hi all"})
+    assert chatter["queued"] is False and "privacy mode" in chatter["reason"]
+    command = await ctl.post("updates/message", {"user": RITA, "chat": chat, "text": "/stock"})
+    mention = await ctl.post("updates/message", {"user": RITA, "chat": chat,
+                                                 "text": "hey @sandbox_bot, stock?"})
+    post = await bot.send_message(GID, "Weekly promo")
+    reply = await ctl.post("updates/message", {"user": RITA, "chat": chat, "text": "nice",
+                                               "reply_to_message_id": post.message_id})
+    delivered = [u.message.text for u in await bot.get_updates(timeout=0)]
+    assert delivered == ["/stock", "hey @sandbox_bot, stock?", "nice"]
+    assert all(r["queued"] for r in (command, mention, reply))
+    # membership updates go only to admin bots; a bot that left gets nothing at all
+    member = await ctl.post("updates/chat_member", {"user": DAN, "chat": chat,
+                                                    "status": "member"})
+    assert member["queued"] is False and "administrators" in member["reason"]
+    assert await bot.leave_chat(GID)
+    gone = await ctl.post("updates/message", {"user": RITA, "chat": chat, "text": "/stock"})
+    assert gone["queued"] is False and "not a member" in gone["reason"]
+
+
+async def test_bot_cannot_start_a_private_chat(bot: Bot, ctl: Control) -> None:
+    await ctl.group(members=[{"user": DAN, "status": "member"}])
+    with pytest.raises(Forbidden, match="bot can't initiate conversation with a user"):
+        await bot.send_message(DAN["id"], "hello from the bot")
+    await ctl.say(DAN, "/start")
+    assert (await bot.send_message(DAN["id"], "hello")).chat.id == DAN["id"]
+
+
+async def test_raw_updates_make_their_chats_known(bot: Bot, ctl: Control) -> None:
+    raw = {"message": {"message_id": 5, "date": 1_700_000_000, "text": "raw hello",
+                       "from": {"id": 4242, "is_bot": False, "first_name": "Raw"},
+                       "chat": {"id": -100555, "type": "group", "title": "Raw group"}}}
+    queued = await ctl.post("updates/raw", raw)
+    update = (await bot.get_updates(timeout=0))[-1]
+    assert update.update_id == queued["update_id"] and update.message.text == "raw hello"
+    assert (await bot.send_message(-100555, "reply")).chat.title == "Raw group"
+    explicit = await ctl.post("updates/raw", {"update_id": 900_000_000, **raw})
+    assert explicit["update_id"] == 900_000_000
+    assert (await ctl.say(RITA, "next"))["update_id"] == 900_000_001  # ids keep increasing
