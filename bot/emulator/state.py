@@ -230,6 +230,12 @@ class EmulatorState:
         self.updates_changed = Notifier()
         self.sent_changed = Notifier()
         self.closing = False
+        # These survive reset(): a bot that keeps polling across a reset holds offset = last+1,
+        # /sent pollers hold after=<seq>, and a waiting getUpdates must not see a fake conflict.
+        self.next_update_id = FIRST_UPDATE_ID
+        self.seq = itertools.count(1)
+        self.poll_generation = 0
+        self.last_bot_id = 0
         self.reset()
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -240,15 +246,12 @@ class EmulatorState:
         self.chats: dict[int, ChatState] = {}
         self.pending: dict[int, PendingUpdate] = {}
         self.update_history: OrderedDict[int, JSON] = OrderedDict()
-        self.next_update_id = FIRST_UPDATE_ID
         self.allowed_updates: list[str] | None = None
         self.dropped_updates = 0
-        self.poll_generation = 0
         self.webhook: JSON = {}
         self.webhook_error: JSON = {}
         self.sent: deque[JSON] = deque(maxlen=SENT_LOG_CAP)
         self.calls: deque[JSON] = deque(maxlen=CALL_LOG_CAP)
-        self.seq = itertools.count(1)
         self.faults: list[Fault] = []
         self.files: OrderedDict[str, FileRecord] = OrderedDict()
         self.file_paths: dict[str, str] = {}
@@ -257,7 +260,6 @@ class EmulatorState:
         self.callbacks: OrderedDict[str, JSON] = OrderedDict()
         self.commands: dict[tuple[str, str], list[JSON]] = {}
         self.default_menu_button: JSON = {"type": "commands"}
-        self.last_bot_id = 0
         self.updates_changed.notify()
         self.sent_changed.notify()
 

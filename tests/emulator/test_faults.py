@@ -199,3 +199,20 @@ async def test_webhook_rejects_bad_secret_and_drop_pending(bot: Bot, ctl: Contro
     assert info.pending_update_count == 1 and info.last_error_message
     assert await bot.delete_webhook(drop_pending_updates=True)
     assert await bot.get_updates(timeout=0) == ()
+
+
+async def test_reset_under_a_running_bot_keeps_ids_increasing(bot: Bot, ctl: Control) -> None:
+    before = await ctl.say(RITA, "before")
+    await bot.send_message(RITA["id"], "reply before")
+    old_seq = (await ctl.get("sent"))[-1]["seq"]
+    offset = before["update_id"] + 1
+    poll = asyncio.create_task(bot.get_updates(offset=offset, timeout=3))
+    await asyncio.sleep(0.2)
+    await ctl.post("reset", {})
+    after = await ctl.say(RITA, "after")
+    # the waiting poll neither conflicts nor loses the new update to its old offset
+    assert [u.message.text for u in await poll] == ["after"]
+    assert after["update_id"] > before["update_id"]
+    await bot.send_message(RITA["id"], "reply after")
+    new = await ctl.get(f"sent?after={old_seq}")
+    assert [e["message"]["text"] for e in new] == ["reply after"]
