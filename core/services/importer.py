@@ -37,6 +37,7 @@ from core.models import (
     Warehouse,
     utcnow,
 )
+from core.settings import ConfigError, load_settings
 
 Progress = Callable[[str, int, int], None]
 T = TypeVar("T")
@@ -185,9 +186,8 @@ class ImportReport:
         for kind in KINDS:
             if kind in self.counts:
                 c = self.counts[kind]
-                noun = "orders" if kind == "orders" else kind
                 out.append(
-                    f"  {noun:<11} {c.created:>6} created {c.updated:>6} updated "
+                    f"  {kind:<11} {c.created:>6} created {c.updated:>6} updated "
                     f"{c.unchanged:>6} unchanged"
                 )
         if self.restocked:
@@ -693,6 +693,7 @@ class _Check:
                     self.progress(label, min(reader.bytes_read, source.size), source.size)
                 if len(self.problems) - before >= MAX_PROBLEMS_PER_FILE:
                     self.problem(source, line, "too many problems; stopped checking this file")
+                    self.unreadable.add(source.kind)
                     break
         except _FileFatal as exc:
             self.problem(source, exc.line, exc.reason)
@@ -762,10 +763,10 @@ class _Check:
             return
         header = tuple(getattr(rec, name) for name in ORDER_HEADER)
         order = self.orders.get(rec.order_no)
+        if rec.customer_code not in self.customers:
+            self._ref("customer", rec.customer_code, source, line)
         if order is None:
             order = self.orders[rec.order_no] = _Order(line, header)
-            if rec.customer_code not in self.customers:
-                self._ref("customer", rec.customer_code, source, line)
         else:
             for name, mine, theirs in zip(ORDER_HEADER, header, order.header, strict=True):
                 if mine != theirs:
@@ -810,10 +811,8 @@ def _chunks(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
 def _zone(name: str | None) -> dt.tzinfo:
     if name is None:
         try:
-            from core.settings import load_settings
-
             name = load_settings().app.timezone
-        except Exception:  # noqa: BLE001 - a broken config must not stop an import
+        except (ConfigError, OSError, ValueError):  # a broken config must not stop an import
             name = DEFAULT_TIMEZONE
     try:
         return ZoneInfo(name)
@@ -956,7 +955,8 @@ class _Writer:
             counts.created += len(inserts)
             counts.updated += len(updates)
             done += len(chunk)
-            self.progress(label, min(done, total), total)
+            if done < total:  # the final call after the loop ends the bar once
+                self.progress(label, done, total)
         self.progress(label, total, total)
         return counts
 
@@ -1013,7 +1013,8 @@ class _Writer:
             counts.created += len(inserts)
             counts.updated += len(updates)
             done += len(chunk)
-            self.progress(label, min(done, total), total)
+            if done < total:  # the final call after the loop ends the bar once
+                self.progress(label, done, total)
         self.progress(label, total, total)
         after = await self._totals(check.stock_skus)
         restocked = sorted(s for s in check.stock_skus if before.get(s, 0) <= 0 < after.get(s, 0))
@@ -1116,20 +1117,14 @@ class _Writer:
             if line_inserts:
                 await session.execute(insert(OrderLine), line_inserts)
             done += len(chunk)
-            self.progress(label, done, total)
+            if done < total:
+                self.progress(label, done, total)
         self.progress(label, total, total)
         return counts
 
 
-def _product_values(rec: ProductRec) -> dict[str, Any]:
-    return rec._asdict()
-
-
-def _customer_values(rec: CustomerRec) -> dict[str, Any]:
-    return rec._asdict()
-
-
-def _promotion_values(rec: PromotionRec) -> dict[str, Any]:
+def _columns(rec: ProductRec | CustomerRec | PromotionRec) -> dict[str, Any]:
+    """A record's values by model attribute (record fields are named after them)."""
     return rec._asdict()
 
 
@@ -1167,20 +1162,20 @@ async def import_paths(
         for source in sources:
             if source.kind == "products":
                 report.counts["products"] = await writer.upsert(
-                    source, _product, Product, "sku", _product_values)
+                    source, _product, Product, "sku", _columns)
             elif source.kind == "retailers":
                 report.counts["retailers"] = await writer.upsert(
-                    source, _retailer, Customer, "code", _customer_values)
+                    source, _retailer, Customer, "code", _columns)
             elif source.kind == "dealers":
                 report.counts["dealers"] = await writer.upsert(
-                    source, _dealer, Customer, "code", _customer_values)
+                    source, _dealer, Customer, "code", _columns)
             elif source.kind == "stock":
                 report.counts["stock"], report.restocked = await writer.stock(source)
             elif source.kind == "orders":
                 report.counts["orders"] = await writer.orders()
             elif source.kind == "promotions":
                 report.counts["promotions"] = await writer.upsert(
-                    source, _promotion, Promotion, "code", _promotion_values)
+                    source, _promotion, Promotion, "code", _columns)
         session.add(AuditLog(
             actor=actor, action="import", subject=", ".join(report.files)[:200],
             details={kind: counts.as_dict() for kind, counts in report.counts.items()},
