@@ -409,9 +409,12 @@ async def reset(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    """GET /_emulator/health: readiness probe."""
+    """GET /_emulator/health: readiness probe; last_seq is the newest sent-log seq (a cheap
+    starting point for ``/sent?after=``)."""
     state = request.app[STATE_KEY]
-    return _json({"ok": True, "bot_username": state.bot_username, "time": now()})
+    last_seq = state.sent[-1]["seq"] if state.sent else 0
+    return _json({"ok": True, "bot_username": state.bot_username, "time": now(),
+                  "last_seq": last_seq, "pending_updates": len(state.pending)})
 
 
 async def list_personas(request: web.Request) -> web.Response:

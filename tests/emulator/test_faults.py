@@ -216,3 +216,5 @@ async def test_reset_under_a_running_bot_keeps_ids_increasing(bot: Bot, ctl: Con
     await bot.send_message(RITA["id"], "reply after")
     new = await ctl.get(f"sent?after={old_seq}")
     assert [e["message"]["text"] for e in new] == ["reply after"]
+    health = await ctl.get("health")
+    assert health["last_seq"] == new[-1]["seq"] and health["pending_updates"] == 1
