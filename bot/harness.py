@@ -117,8 +117,7 @@ class Harness:
 
     async def last_seq(self) -> int:
         """Sequence number of the newest recorded bot message (0 if none)."""
-        sent = await self.control("GET", "sent?after=0&timeout=0")
-        return max((int(e["seq"]) for e in sent), default=0)
+        return int((await self.control("GET", "health"))["last_seq"])
 
     async def replies(self, chat_id: int, after: int, timeout: float = 20,
                       settle: float = 0.8, expect: int = 1) -> list[dict]:
