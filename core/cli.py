@@ -39,7 +39,8 @@ async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         await upgrade(db.engine)
         paths = [Path(p) for p in args.paths]
         try:
-            report = await import_paths(db, paths, progress=_progress)
+            report = await import_paths(db, paths, progress=_progress,
+                                        timezone=settings.app.timezone)
         except ImportRejected as exc:
             print(f"\nimport rejected, nothing was changed ({len(exc.errors)} problem(s)):",
                   file=sys.stderr)

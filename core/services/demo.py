@@ -48,13 +48,6 @@ def shift_promotions(source: Path, target: Path, shift: dt.timedelta) -> None:
             writer.writerow(row)
 
 
-async def link_demo_personas(db: Database, settings: Settings) -> list[str]:
-    """Link the sandbox personas to demo accounts; returns summary lines (not implemented yet)."""
-    # Boundary for the lead's persona linking (e.g. persona "retailer" → R001). Until then
-    # seeding only loads data, and the personas link through ordinary link codes.
-    return []
-
-
 async def seed_demo(
     db: Database,
     settings: Settings,
@@ -81,5 +74,4 @@ async def seed_demo(
     lines = [report.summary()]
     if shift:
         lines.append(f"  demo promotions moved by {shift.days} days so they are current")
-    lines.extend(await link_demo_personas(db, settings))
     return "\n".join(lines)
