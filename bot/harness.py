@@ -197,6 +197,7 @@ async def start_system(data_dir: Path, log=print) -> Harness:
         "ACTIONS_PORT": str(free_port()),
         "SANDBOX_PORT": str(free_port()),
         "APP__RASA__TIMEOUT_SECONDS": "3",
+        "APP__SUPPORT__RESTOCK_POLL_SECONDS": "1",
     })
     settings = load_settings(env=env)
     await cmd_migrate(settings, argparse.Namespace())

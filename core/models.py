@@ -272,3 +272,16 @@ class TicketMessage(Base):
                                            index=True)
     staff_chat_id: Mapped[int] = mapped_column(BigInteger)
     message_id: Mapped[int] = mapped_column(BigInteger)
+
+
+class StockSubscription(Base):
+    """A chat waiting to hear when an out-of-stock product is available again."""
+
+    __tablename__ = "stock_subscriptions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    telegram_user_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"),
+                                            index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    notified_at: Mapped[dt.datetime | None] = mapped_column(default=None, index=True)

@@ -107,6 +107,7 @@ class SupportSection:
     closes_at: str = "18:00"
     days: str = "mon,tue,wed,thu,fri,sat"
     transcript_lines: int = 10
+    restock_poll_seconds: float = 15.0
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,11 @@ class ActionStockQuery(Action):
         if answer.status == "out":
             similar = [product_vars(p) for p in
                        await catalogue.similar_in_stock(ctx.db, res.unique)]
-        dispatcher.reply("stock_answer", similar=similar, **answer.as_vars())
+        buttons = None
+        if answer.status == "out":  # handled by the gateway itself, no NLU needed
+            buttons = [{"label_key": "button_notify_restock",
+                        "payload": f"notify:{res.unique.sku}"}]
+        dispatcher.reply("stock_answer", similar=similar, buttons=buttons, **answer.as_vars())
         return [slot_set("product", None)]
 
 

@@ -10,6 +10,7 @@ from telegram import BotCommand, Update
 from telegram.ext import (
     AIORateLimiter,
     Application,
+    CallbackContext,
     CallbackQueryHandler,
     CommandHandler,
     MessageHandler,
@@ -63,6 +64,7 @@ def build_application(settings: Settings, db: Database) -> Application:
     app.add_handler(CommandHandler("help", h.help_command, filters=private))
     app.add_handler(CommandHandler("language", h.language, filters=private))
     app.add_handler(CallbackQueryHandler(h.on_language_button, pattern=r"^lang:"))
+    app.add_handler(CallbackQueryHandler(h.on_notify_button, pattern=r"^notify:"))
     app.add_handler(CallbackQueryHandler(h.on_button))
     app.add_handler(MessageHandler(private & filters.COMMAND, h.unknown_command))
     # 4. Free text goes to the assistant; anything else gets told what the bot reads.
@@ -77,6 +79,7 @@ async def _post_init(app: Application) -> None:
     gateway: Gateway = app.bot_data[h.GATEWAY]
     await gateway.rasa.start()
     await gateway.prune_processed()
+    gateway.background.append(asyncio.create_task(_restock_loop(app)))
     try:
         await app.bot.set_my_commands([
             BotCommand("start", "Start / 开始"),
@@ -87,8 +90,22 @@ async def _post_init(app: Application) -> None:
         log.warning("setMyCommands failed", exc_info=True)
 
 
+async def _restock_loop(app: Application) -> None:
+    """Check for back-in-stock notifications every few seconds (after a stock import)."""
+    gateway: Gateway = app.bot_data[h.GATEWAY]
+    context = CallbackContext(app)
+    while True:
+        try:
+            await h.notify_restocked(context)
+        except Exception:  # the database may be briefly unavailable; try again next round
+            log.exception("restock notifications failed")
+        await asyncio.sleep(gateway.settings.support.restock_poll_seconds)
+
+
 async def _post_shutdown(app: Application) -> None:
     gateway: Gateway = app.bot_data[h.GATEWAY]
+    for task in gateway.background:
+        task.cancel()
     await gateway.rasa.close()
 
 

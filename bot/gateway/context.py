@@ -25,6 +25,7 @@ class Gateway:
     db: Database
     rasa: RasaClient
     callbacks: CallbackStore = field(default_factory=CallbackStore)
+    background: list[asyncio.Task] = field(default_factory=list)
     _locks: OrderedDict[int, asyncio.Lock] = field(default_factory=OrderedDict)
     _seen: OrderedDict[int, None] = field(default_factory=OrderedDict)
     _transcripts: OrderedDict[int, deque[tuple[str, str]]] = field(default_factory=OrderedDict)

@@ -25,7 +25,7 @@ from bot.gateway.render import (
 )
 from core.errors import DomainError
 from core.i18n import LOCALES, detect_script, normalize_locale, to_simplified
-from core.services import accounts, tickets
+from core.services import accounts, notifications, tickets
 from core.services.accounts import IdentityView
 
 log = logging.getLogger(__name__)
@@ -136,6 +136,41 @@ async def on_language_button(update: Update, context: ContextTypes.DEFAULT_TYPE)
         await accounts.set_locale(gw(context).db, update.effective_user.id, chosen)
         await reply(context, query.message.chat.id if query.message else update.effective_user.id,
                     chosen, "language_set")
+
+
+async def on_notify_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """'Tell me when it is back': subscribe to a back-in-stock notification."""
+    query = update.callback_query
+    assert query is not None and query.data is not None and update.effective_user is not None
+    await query.answer()
+    ident = await identify(update, context)
+    sku = query.data.split(":", 1)[1]
+    try:
+        new = await notifications.subscribe(gw(context).db, update.effective_user.id, sku)
+    except DomainError as exc:
+        await reply(context, update.effective_user.id, ident.locale, exc.template, **exc.vars)
+        return
+    await reply(context, update.effective_user.id, ident.locale, "restock_subscribed",
+                sku=sku, already=not new)
+
+
+async def notify_restocked(context: ContextTypes.DEFAULT_TYPE) -> int:
+    """Send due back-in-stock notifications; returns how many were sent."""
+    g = gw(context)
+    sent = 0
+    for due in await notifications.claim_due(g.db):
+        ident = await accounts.get_identity(g.db, due.telegram_user_id)
+        locale = ident.locale if ident else g.settings.app.default_locale
+        try:
+            await reply(context, due.telegram_user_id, locale, "back_in_stock", sku=due.sku,
+                        name_zh=due.name_zh, name_en=due.name_en, total=due.total)
+            sent += 1
+        except Forbidden:  # the user blocked the bot: nothing to retry
+            log.info("restock notice to %s not delivered: bot blocked", due.telegram_user_id)
+        except Exception:
+            log.exception("restock notice to %s failed; will retry", due.telegram_user_id)
+            await notifications.release(g.db, due.subscription_id)
+    return sent
 
 
 async def link_with_code(update: Update, context: ContextTypes.DEFAULT_TYPE,

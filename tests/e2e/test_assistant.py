@@ -1,0 +1,118 @@
+"""The retailer assistant through the whole chain: stock, promotions, FAQ, languages, restock."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from bot.harness import Harness, buttons, texts
+from core.db import Database
+from core.models import Product, StockLevel
+from core.services.importer import import_paths
+
+
+async def total_stock(system: Harness, sku: str) -> int:
+    """The imported total for a product (what the bot should report)."""
+    db = Database(system.settings.resolved_database_url())
+    try:
+        async with db.transaction() as s:
+            return int(await s.scalar(
+                select(func.coalesce(func.sum(StockLevel.quantity), 0))
+                .join(Product).where(Product.sku == sku)) or 0)
+    finally:
+        await db.dispose()
+
+
+async def test_stock_in_simplified_traditional_and_english(system: Harness) -> None:
+    total = await total_stock(system, "BV-4031")
+    zh = "\n".join(texts(await system.say("retailer", "矿泉水还有货吗")))
+    assert "BV-4031" in zh and str(total) in zh
+    hant = "\n".join(texts(await system.say("retailer_hk", "礦泉水還有貨嗎")))
+    assert "BV-4031" in hant and "礦泉水" in hant
+    en = "\n".join(texts(await system.say("dealer", "is the mineral water in stock?")))
+    assert "BV-4031" in en and "Natural Mineral Water" in en
+
+
+async def test_out_of_stock_offers_alternatives_and_notifies_on_restock(
+        system: Harness, tmp_path: Path) -> None:
+    sent = await system.say("dealer", "do you have Jasmine Honey Tea in stock?")
+    text = "\n".join(texts(sent))
+    assert "BV-4022" in text and "out of stock" in text
+    notify = [(label, data) for label, data in buttons(sent) if data == "notify:BV-4022"]
+    assert notify, buttons(sent)
+    message = next(e["message"] for e in sent if e["message"].get("reply_markup"))
+    ok = "\n".join(texts(await system.click("dealer", message, "notify:BV-4022")))
+    assert "BV-4022" in ok
+
+    after = await system.last_seq()
+    stock = tmp_path / "stock.csv"
+    with stock.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["sku", "warehouse", "quantity"])
+        w.writerow(["BV-4022", "上海仓", "120"])
+    db = Database(system.settings.resolved_database_url())
+    try:
+        report = await import_paths(db, [stock])
+    finally:
+        await db.dispose()
+    assert "BV-4022" in report.restocked
+    user_id = system.user("dealer")["id"]
+    got = await system.replies(user_id, after, timeout=15)
+    assert any("back in stock" in t and "120" in t for t in texts(got)), texts(got)
+    # Sent once, not on every poll.
+    await asyncio.sleep(2.5)
+    assert await system.replies(user_id, max(e["seq"] for e in got), timeout=1) == []
+
+
+async def test_new_product_is_found_without_retraining(system: Harness, tmp_path: Path) -> None:
+    products = tmp_path / "products.csv"
+    products.write_text(
+        "sku,name_zh,name_en,aliases,category,unit,price\n"
+        "TE-7001,桂花乌龙茶 500ml,Osmanthus Oolong Tea,桂花乌龙|桂花烏龍,茶饮料,箱(15瓶),52.00\n",
+        encoding="utf-8")
+    (tmp_path / "stock.csv").write_text(
+        "sku,warehouse,quantity\nTE-7001,成都仓,333\n", encoding="utf-8")
+    db = Database(system.settings.resolved_database_url())
+    try:
+        await import_paths(db, [products, tmp_path / "stock.csv"])
+    finally:
+        await db.dispose()
+    text = "\n".join(texts(await system.say("retailer", "桂花乌龙茶还有货吗")))
+    assert "TE-7001" in text and "333" in text
+    text = "\n".join(texts(await system.say("retailer_hk", "桂花烏龍庫存多少")))
+    assert "TE-7001" in text
+
+
+async def test_ambiguous_product_offers_a_choice(system: Harness) -> None:
+    sent = await system.say("retailer", "牛肉面有货吗")
+    offered = buttons(sent)
+    assert len([d for _, d in offered if d.startswith("/stock_query")]) >= 2 or \
+        "NO-2001" in "\n".join(texts(sent))
+
+
+async def test_unknown_product_says_so(system: Harness) -> None:
+    text = "\n".join(texts(await system.say("retailer", "榴莲味薯片还有货吗")))
+    assert "没有找到" in text
+
+
+async def test_promotions_for_the_retailer(system: Harness) -> None:
+    text = "\n".join(texts(await system.say("retailer", "这个月有什么促销活动")))
+    assert "促销" in text
+
+
+async def test_faq_answers_in_the_users_language(system: Harness) -> None:
+    en = "\n".join(texts(await system.say("dealer", "what payment methods do you accept?")))
+    assert en and all("\u4e00" > ch or ch > "\u9fff" for ch in en[:40])
+    zh = "\n".join(texts(await system.say("retailer", "你们支持哪些付款方式")))
+    assert zh
+
+
+async def test_language_command_pins_the_language(system: Harness) -> None:
+    user = {"id": 888001, "first_name": "Pin", "language_code": "zh-hans", "is_bot": False}
+    sent = await system.say(user, "/language en")
+    assert "English" in texts(sent)[0]
+    text = "\n".join(texts(await system.say(user, "/help")))
+    assert "I can help with" in text
