@@ -51,7 +51,8 @@ def build_application(settings: Settings, db: Database) -> Application:
         settings=settings, db=db,
         rasa=RasaClient(settings.rasa.url, settings.rasa.timeout_seconds),
     )
-    private = filters.ChatType.PRIVATE
+    # Edited messages are not re-answered: only new messages in private chats.
+    private = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
     # 1. Every update: drop redeliveries before anything else runs.
     app.add_handler(TypeHandler(Update, h.drop_duplicates), group=-1)
     # 2. The staff group: replies to a ticket go to the customer; buttons close tickets.
