@@ -3,6 +3,9 @@
 * Regex matches (order numbers, SKUs) are exact, so any entity from another extractor
   that overlaps one of them is dropped (DIET sometimes tags half of ``SO20261115-0123``
   or labels an order number as a product).
+* ``order_id`` comes from the regex only: its shapes are exactly known, and DIET, which
+  also learns from those annotations, tags stray "so", "-" or "30" as order numbers.
+* Entities without a letter, digit or CJK character (a lone "-") are dropped.
 * Overlapping duplicates are removed (first one wins, i.e. the regex one).
 * Pieces of one product name that DIET tagged separately ("iced" … "tea",
   "香菇" … "面") are joined when only a short gap without a conjunction separates them.
@@ -17,6 +20,8 @@ import re
 from typing import Any
 
 REGEX_EXTRACTOR = "RegexEntityExtractor"
+REGEX_ONLY_ENTITIES = {"order_id"}
+_MEANINGFUL = re.compile(r"[0-9A-Za-z\u3400-\u9fff]")
 _ORDER_ID = re.compile(r"(?i)^\s*so[\s_-]*(\d{8})[\s_-]*(\d{4})\s*$")
 
 
@@ -84,8 +89,11 @@ def clean_entities(
         if start is None or end is None:
             kept.append(entity)
             continue
-        if entity.get("extractor") != REGEX_EXTRACTOR and any(
-            start < r_end and r_start < end for r_start, r_end in regex_spans
+        from_regex = entity.get("extractor") == REGEX_EXTRACTOR
+        if not from_regex and (
+            entity.get("entity") in REGEX_ONLY_ENTITIES
+            or any(start < r_end and r_start < end for r_start, r_end in regex_spans)
+            or not _MEANINGFUL.search(str(entity.get("value") or ""))
         ):
             continue
         if any(

@@ -47,3 +47,10 @@ def test_sku_from_regex_is_kept_and_diet_duplicate_dropped():
     out = clean_entities([ent(text, 0, 7, "product", REGEX), ent(text, 0, 2, "product"),
                           ent(text, 7, 9, "quantity")], text)
     assert [(e["value"], e["extractor"]) for e in out] == [("BV-4001", REGEX), ("还有", DIET)]
+
+
+def test_order_id_only_from_the_regex_and_no_punctuation_entities():
+    text = "thanks so much - 30 days"
+    out = clean_entities([ent(text, 7, 9, "order_id"), ent(text, 15, 16, "product"),
+                          ent(text, 17, 19, "quantity")], text)
+    assert [(e["entity"], e["value"]) for e in out] == [("quantity", "30")]
