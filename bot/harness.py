@@ -46,9 +46,23 @@ class TcpSwitch:
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
-        self.mode = "pass"  # pass | down | slow
+        self._mode = "pass"  # pass | down | slow
         self.server: asyncio.base_events.Server | None = None
         self.port = 0
+        self._open: set[asyncio.StreamWriter] = set()
+
+    @property
+    def mode(self) -> str:
+        """pass, down or slow."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        # Kept-alive connections would otherwise bypass the new mode.
+        self._mode = value
+        for writer in list(self._open):
+            writer.close()
+        self._open.clear()
 
     async def start(self) -> None:
         """Listen on a free loopback port."""
@@ -73,6 +87,7 @@ class TcpSwitch:
         except OSError:
             writer.close()
             return
+        self._open.update({writer, w2})
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(Exception):

@@ -43,8 +43,6 @@ def build_application(settings: Settings, db: Database) -> Application:
         .read_timeout(tg.read_timeout_seconds)
         .write_timeout(tg.read_timeout_seconds)
         .get_updates_read_timeout(40)
-        .post_init(_post_init)
-        .post_shutdown(_post_shutdown)
         .build()
     )
     app.bot_data[h.GATEWAY] = Gateway(
@@ -122,6 +120,8 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         except (NotImplementedError, RuntimeError):
             pass
     async with app:
+        # post_init/post_shutdown hooks only run under run_polling(); we manage the lifecycle.
+        await _post_init(app)
         await app.start()
         assert app.updater is not None
         tg = settings.telegram
@@ -142,4 +142,5 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         await stop.wait()
         await app.updater.stop()
         await app.stop()
+        await _post_shutdown(app)
     await db.dispose()

@@ -11,11 +11,10 @@ from bot.harness import Harness, start_system, stop_system
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test here is an e2e test sharing the session's event loop."""
+    """Mark every test here as e2e (each module sets the session loop scope itself)."""
     for item in items:
         if "tests/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
-            item.add_marker(pytest.mark.asyncio(loop_scope="session"))
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -6,12 +6,16 @@ import asyncio
 import csv
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from bot.harness import Harness, buttons, texts
 from core.db import Database
 from core.models import Product, StockLevel
+from core.services.catalogue import RECHECK_SECONDS
 from core.services.importer import import_paths
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def total_stock(system: Harness, sku: str) -> int:
@@ -80,6 +84,8 @@ async def test_new_product_is_found_without_retraining(system: Harness, tmp_path
         await import_paths(db, [products, tmp_path / "stock.csv"])
     finally:
         await db.dispose()
+    # Another process (the action server) notices a catalogue change within RECHECK_SECONDS.
+    await asyncio.sleep(RECHECK_SECONDS + 0.5)
     text = "\n".join(texts(await system.say("retailer", "桂花乌龙茶还有货吗")))
     assert "TE-7001" in text and "333" in text
     text = "\n".join(texts(await system.say("retailer_hk", "桂花烏龍庫存多少")))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bot.harness import Harness, buttons, texts
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def staff_messages(system: Harness, after: int) -> list[dict]:

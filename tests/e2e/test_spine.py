@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from sqlalchemy import select
 
 from bot.harness import Harness, buttons, texts
 from core.db import Database
 from core.models import Customer, Order
 from core.services import accounts
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 STATUS_ZH = {"pending": "待确认", "confirmed": "已确认", "picking": "拣货中",
              "shipped": "已发货", "delivered": "已签收", "cancelled": "已取消"}
@@ -94,7 +97,14 @@ async def test_unknown_command(system: Harness) -> None:
 async def test_too_long_and_empty_messages(system: Harness) -> None:
     long_text = "\n".join(texts(await system.say("dealer", "a" * 5000)))
     assert "too long" in long_text and "5000" in long_text
-    empty = "\n".join(texts(await system.say("dealer", "   ")))
+    # Telegram never delivers an empty text, but a whitespace-only one can come through.
+    user = system.user("dealer")
+    after = await system.last_seq()
+    await system.control("POST", "updates/raw", {"message": {
+        "message_id": 990001, "date": int(time.time()), "text": "   ",
+        "chat": {"id": user["id"], "type": "private", "first_name": user["first_name"]},
+        "from": user}})
+    empty = "\n".join(texts(await system.replies(user["id"], after)))
     assert "empty" in empty
 
 
