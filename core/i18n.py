@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,7 @@ class _LocaleLoader(BaseLoader):
         self.locale = locale
         self.directory = directory
 
-    @lru_cache(maxsize=None)  # noqa: B019 - one loader per locale, lives as long as the process
+    @cache  # noqa: B019 - one loader per locale, lives as long as the process
     def mapping(self) -> dict[str, str]:
         merged: dict[str, str] = {}
         folder = self.directory / self.locale
