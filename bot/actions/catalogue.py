@@ -36,6 +36,10 @@ class ActionStockQuery(Action):
         """Say whether a product is available, low or out of stock, per warehouse."""
         mention = _mention(tracker)
         res = await catalogue.resolve_product(ctx.db, mention)
+        if not res.matches and await catalogue.catalogue_is_empty(ctx.db):
+            dispatcher.reply("catalogue_empty", buttons=[
+                {"label_key": "button_human", "payload": "/human_handoff"}])
+            return [slot_set("product", None)]
         if res.unique is None and not res.matches:
             if res.suggestions:
                 dispatcher.reply("product_not_found", given=mention[:60], buttons=[

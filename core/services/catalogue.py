@@ -770,3 +770,9 @@ async def similar_in_stock(db: Database, product: ProductRef, limit: int = 3) ->
             .limit(limit)
         )).scalars().all()
     return [ProductRef(p.id, p.sku, p.name_zh, p.name_en, p.category, p.unit) for p in rows]
+
+
+async def catalogue_is_empty(db: Database) -> bool:
+    """True before any product has been imported."""
+    async with db.transaction() as s:
+        return await s.scalar(select(Product.id).limit(1)) is None

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select
 
 from bot.actions.sdk import ActionContext
 from bot.actions.server import create_app
@@ -91,3 +92,21 @@ async def test_database_down_gives_an_apology_with_handoff(db: Database) -> None
     custom = body["responses"][0]["custom"]
     assert custom["template"] == "error_unavailable"
     assert custom["buttons"][0]["payload"] == "/human_handoff"
+
+
+async def test_stock_question_before_any_import_says_so(client: TestClient) -> None:
+    resp = await client.post(f"/webhook?token={TOKEN}", json=call(
+        "action_stock_query", text="冰红茶还有货吗", entities=[{"entity": "product",
+                                                            "value": "冰红茶"}]))
+    custom = (await resp.json())["responses"][0]["custom"]
+    assert custom["template"] == "catalogue_empty"
+
+
+async def test_sql_in_a_product_mention_is_just_text(client: TestClient, db: Database) -> None:
+    await seed(db)
+    resp = await client.post(f"/webhook?token={TOKEN}", json=call(
+        "action_stock_query", text="'; DROP TABLE products; --"))
+    custom = (await resp.json())["responses"][0]["custom"]
+    assert custom["template"] == "product_not_found"
+    async with db.transaction() as s:
+        assert (await s.scalars(select(Product.sku))).all() == ["BV-1"]
