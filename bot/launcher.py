@@ -97,6 +97,7 @@ def process_env(settings: Settings, model: Path | None, base: dict[str, str] | N
         "RASA_CREDENTIALS": str(credentials),
         "RASA_TELEMETRY_ENABLED": "false",
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore::UserWarning",
         "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
         "PYTHONUNBUFFERED": "1",
     })
