@@ -290,7 +290,8 @@ async def on_non_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Log the failure with its traceback, then apologise briefly — never a stack trace."""
     log.error("update %s failed", getattr(update, "update_id", "?"), exc_info=context.error)
-    if isinstance(update, Update) and update.effective_chat and update.effective_user:
+    if (isinstance(update, Update) and update.effective_chat and update.effective_user
+            and update.effective_chat.type == "private"):
         try:
             ident = await accounts.get_identity(gw(context).db, update.effective_user.id)
             locale = ident.locale if ident else gw(context).settings.app.default_locale
