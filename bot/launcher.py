@@ -72,8 +72,9 @@ def process_env(settings: Settings, model: Path | None, base: dict[str, str] | N
     data = settings.data_path
     rasa_dir = data / "rasa"
     rasa_dir.mkdir(parents=True, exist_ok=True)
-    env.setdefault("ACTION_SERVER_TOKEN", secrets.token_urlsafe(24))
-    env.setdefault("RASA_AUTH_TOKEN", secrets.token_urlsafe(24))
+    # Hex, so a secret never starts with "-" (argparse would take it for an option).
+    env.setdefault("ACTION_SERVER_TOKEN", secrets.token_hex(24))
+    env.setdefault("RASA_AUTH_TOKEN", secrets.token_hex(24))
     endpoints = rasa_dir / "endpoints.yml"
     endpoints.write_text(
         "# Written by the launcher at each start; edit config.yml instead.\n"
