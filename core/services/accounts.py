@@ -140,7 +140,10 @@ async def touch_identity(
             )
             s.add(ident)
         else:
-            ident.last_seen_at = utcnow()
+            now = utcnow()
+            # Seen-at only needs minute precision; skipping the write keeps a turn cheap.
+            if now - _aware(ident.last_seen_at) > dt.timedelta(minutes=5):
+                ident.last_seen_at = now
             if first_name and ident.first_name != first_name[:200]:
                 ident.first_name = first_name[:200]
             if detected_locale and not ident.locale_locked and ident.locale != detected_locale:
