@@ -25,6 +25,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+try:  # our venv has PyYAML; without it YAML files are hashed byte for byte
+    import yaml
+except ImportError:  # pragma: no cover
+    yaml = None
+
 NLU_DIR = Path(__file__).resolve().parent
 REPO_DIR = NLU_DIR.parent
 RASA_VENV = REPO_DIR / ".venv-rasa"
@@ -64,13 +69,26 @@ def _rasa_version() -> str:
     return "rasa-not-installed"
 
 
+def _content(path: Path) -> bytes:
+    """What of a file matters to the model: YAML by its parsed value (comments and
+    formatting do not trigger a retraining), anything else byte for byte."""
+    raw = path.read_bytes()
+    if yaml is not None and path.suffix in (".yml", ".yaml"):
+        try:
+            value = yaml.safe_load(raw.decode("utf-8"))
+        except (ValueError, yaml.YAMLError):
+            return raw
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str).encode()
+    return raw
+
+
 def inputs_hash() -> str:
     """A short hex digest of the model's inputs (file names and contents)."""
     digest = hashlib.sha256()
     for path in input_files():
         digest.update(path.relative_to(NLU_DIR).as_posix().encode())
         digest.update(b"\0")
-        digest.update(path.read_bytes())
+        digest.update(_content(path))
         digest.update(b"\0")
     digest.update(_rasa_version().encode())
     return digest.hexdigest()[:20]

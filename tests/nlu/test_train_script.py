@@ -44,9 +44,16 @@ def test_hash_is_stable_and_follows_content(tmp_path, monkeypatch):
         shutil.copy2(train.NLU_DIR / rel, copy / rel)
     monkeypatch.setattr(train, "NLU_DIR", copy)
     assert train.inputs_hash() == first
-    with open(copy / "data" / "nlu" / "chitchat.yml", "a", encoding="utf-8") as handle:
-        handle.write("\n# changed\n")
-    assert train.inputs_hash() != first
+    chitchat = copy / "data" / "nlu" / "chitchat.yml"
+    with open(chitchat, "a", encoding="utf-8") as handle:
+        handle.write("\n# a comment does not change the model\n")
+    assert train.inputs_hash() == first
+    chitchat.write_text(chitchat.read_text(encoding="utf-8").replace("- 你好\n", "- 你好你好\n", 1),
+                        encoding="utf-8")
+    second = train.inputs_hash()
+    assert second != first
+    (copy / "components" / "jieba_tokenizer.py").write_text("# changed\n", encoding="utf-8")
+    assert train.inputs_hash() != second
 
 
 def test_up_to_date_model_is_returned_without_rasa(tmp_path, monkeypatch):
