@@ -304,3 +304,13 @@ def test_custom_actions_are_used(domain):
     assert "action: action_two_stage_fallback" in text
     complaint = re.search(r"- intent: complaint\n\s+- action: (\S+)", text)
     assert complaint and complaint.group(1) == "action_human_handoff"
+
+
+@pytest.mark.parametrize("locale", LOCALE_NAMES)
+def test_gateway_renderer_renders_every_dialogue_template(domain, locale):
+    from core.i18n import Renderer
+
+    renderer = Renderer()
+    for key in sorted(_template_keys(domain)):
+        text = renderer.render(key, locale)
+        assert text and "{{" not in text, (locale, key)
