@@ -82,17 +82,6 @@ async def settle(h: Harness, chat_id: int, after: int) -> int:
         after = max(int(e["seq"]) for e in batch)
 
 
-async def sequential(h: Harness, user: dict, rounds: int) -> list[float]:
-    """One retailer, one message after another."""
-    out = []
-    after = await h.last_seq()
-    for i in range(rounds):
-        ms, after = await one_turn(h, user, MESSAGES[i % len(MESSAGES)], after)
-        after = await settle(h, user["id"], after)
-        out.append(ms)
-    return out
-
-
 async def concurrent(h: Harness, users: list[dict], seconds: float, interval: float
                      ) -> list[float]:
     """Each user sends a message every `interval` seconds for `seconds`."""
@@ -122,17 +111,31 @@ async def settle_quick(h: Harness, chat_id: int, after: int) -> int:
     return max([after, *(int(e["seq"]) for e in batch)])
 
 
-async def bare_rasa(h: Harness, rounds: int) -> list[float]:
-    """The same messages straight to Rasa's REST channel (no Telegram, no gateway)."""
-    out = []
+async def bare_turn(http: aiohttp.ClientSession, h: Harness, sender: str, text: str) -> float:
+    """One message straight to Rasa's REST channel (no Telegram, no gateway), in ms."""
+    t0 = time.perf_counter()
+    async with http.post(f"{h.rasa_url}/webhooks/rest/webhook",
+                         json={"sender": sender, "message": text}) as resp:
+        await resp.read()
+    return (time.perf_counter() - t0) * 1000
+
+
+async def paired(h: Harness, user: dict, rounds: int) -> tuple[list[float], list[float]]:
+    """Each message once through the whole chain and once straight to Rasa, alternately.
+
+    Alternating keeps both under the same machine conditions, so the ratio is fair. The bare
+    sender is the same user's id, so Rasa sees the same conversation length in both.
+    """
+    full, bare = [], []
+    after = await h.last_seq()
     async with aiohttp.ClientSession() as http:
         for i in range(rounds):
-            t0 = time.perf_counter()
-            async with http.post(f"{h.rasa_url}/webhooks/rest/webhook", json={
-                    "sender": "1001", "message": MESSAGES[i % len(MESSAGES)]}) as resp:
-                await resp.read()
-            out.append((time.perf_counter() - t0) * 1000)
-    return out
+            text = MESSAGES[i % len(MESSAGES)]
+            ms, after = await one_turn(h, user, text, after)
+            after = await settle(h, user["id"], after)
+            full.append(ms)
+            bare.append(await bare_turn(http, h, f"bare-{user['id']}", text))
+    return full, bare
 
 
 def rss_mb(h: Harness) -> dict[str, float]:
@@ -203,12 +206,10 @@ async def main_async(args: argparse.Namespace) -> dict:
     try:
         users = await link_users(h, args.users)
         print("warming up …", flush=True)
-        await sequential(h, users[0], 10)
-        await bare_rasa(h, 10)
-        print(f"1 retailer, {args.rounds} messages one after another …", flush=True)
-        one = await sequential(h, users[0], args.rounds)
-        print(f"bare Rasa REST channel, {args.rounds} messages …", flush=True)
-        bare = await bare_rasa(h, args.rounds)
+        await paired(h, users[-1], 10)
+        print(f"1 retailer, {args.rounds} messages one after another, each also sent straight "
+              "to Rasa …", flush=True)
+        one, bare = await paired(h, users[0], args.rounds)
         print(f"{args.users} retailers, one message each every {args.interval} s for "
               f"{args.seconds} s …", flush=True)
         many = await concurrent(h, users, args.seconds, args.interval)
