@@ -111,6 +111,12 @@ class SupportSection:
 
 
 @dataclass(frozen=True)
+class StockSection:
+    low_threshold: int = 50
+    show_quantities: bool = True
+
+
+@dataclass(frozen=True)
 class ImportSection:
     demo_data_dir: str = "data/demo"
 
@@ -134,6 +140,7 @@ class Settings:
     sandbox: SandboxSection = field(default_factory=SandboxSection)
     linking: LinkingSection = field(default_factory=LinkingSection)
     support: SupportSection = field(default_factory=SupportSection)
+    stock: StockSection = field(default_factory=StockSection)
     import_: ImportSection = field(default_factory=ImportSection)
     secrets: Secrets = field(default_factory=Secrets)
 

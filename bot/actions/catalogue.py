@@ -9,8 +9,6 @@ from bot.actions.sdk import Action, ActionContext, Dispatcher, Tracker, slot_set
 from core.services import accounts, catalogue, promotions
 from core.services.catalogue import ProductRef
 
-LOW_STOCK_THRESHOLD = 50
-
 
 def product_button(intent: str, p: ProductRef) -> dict[str, str]:
     """A button that repeats the question for one specific product."""
@@ -51,7 +49,8 @@ class ActionStockQuery(Action):
             dispatcher.reply("product_pick", buttons=[
                 product_button("stock_query", p) for p in res.matches])
             return [slot_set("product", None)]
-        answer = await catalogue.stock_for(ctx.db, res.unique, LOW_STOCK_THRESHOLD)
+        stock_cfg = ctx.settings.stock
+        answer = await catalogue.stock_for(ctx.db, res.unique, stock_cfg.low_threshold)
         similar = []
         if answer.status == "out":
             similar = [product_vars(p) for p in
@@ -60,7 +59,8 @@ class ActionStockQuery(Action):
         if answer.status == "out":  # handled by the gateway itself, no NLU needed
             buttons = [{"label_key": "button_notify_restock",
                         "payload": f"notify:{res.unique.sku}"}]
-        dispatcher.reply("stock_answer", similar=similar, buttons=buttons, **answer.as_vars())
+        dispatcher.reply("stock_answer", similar=similar, buttons=buttons,
+                         **answer.as_vars(show_quantities=stock_cfg.show_quantities))
         return [slot_set("product", None)]
 
 

@@ -110,3 +110,31 @@ async def test_sql_in_a_product_mention_is_just_text(client: TestClient, db: Dat
     assert custom["template"] == "product_not_found"
     async with db.transaction() as s:
         assert (await s.scalars(select(Product.sku))).all() == ["BV-1"]
+
+
+async def test_banded_stock_answer_hides_quantities(db: Database) -> None:
+    from dataclasses import replace
+
+    from core.models import StockLevel, Warehouse
+    from core.settings import StockSection
+
+    await seed(db)
+    async with db.transaction() as s:
+        w = Warehouse(code="上海仓")
+        s.add(w)
+        await s.flush()
+        pid = (await s.scalars(select(Product.id))).one()
+        s.add(StockLevel(product_id=pid, warehouse_id=w.id, quantity=30))
+    settings = replace(load_settings(env={}),
+                       stock=StockSection(low_threshold=50, show_quantities=False))
+    app = create_app(ActionContext(db=db, settings=settings), TOKEN)
+    async with TestClient(TestServer(app)) as c:
+        resp = await c.post(f"/webhook?token={TOKEN}", json=call(
+            "action_stock_query", text="BV-1 有货吗"))
+        custom = (await resp.json())["responses"][0]["custom"]
+    assert custom["vars"]["status"] == "low"
+    assert custom["vars"]["show_quantities"] is False
+    from core.i18n import renderer
+
+    text = renderer().render("stock_answer", "zh-Hans", **custom["vars"])
+    assert "库存紧张" in text and "30" not in text
