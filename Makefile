@@ -4,8 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 RASA_VENV := .venv-rasa
 PY := $(VENV)/bin/python
-# (not named PIP_*: pip would read a variable of that name from the environment)
-PIP_FLAGS ?= -q
+# pip options for installs (not named PIP_*: pip reads PIP_* variables from the environment)
+PIPOPTS ?= -q
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-rasa run test test-fast lint import link-code train nlu-eval bench-latency clean
@@ -17,7 +17,7 @@ $(VENV)/.installed: requirements/app.txt requirements/dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed (set PYTHON=python3.11)"'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing the app environment into $(VENV) …"
-	$(PY) -m pip install $(PIP_FLAGS) --disable-pip-version-check -r requirements/dev.txt
+	$(PY) -m pip install $(PIPOPTS) --disable-pip-version-check -r requirements/dev.txt
 	@touch $@
 
 # Rasa 3.6.21 declares Python < 3.11; its dependencies are installed first, then Rasa itself
@@ -25,8 +25,8 @@ $(VENV)/.installed: requirements/app.txt requirements/dev.txt
 $(RASA_VENV)/.installed: requirements/rasa.txt requirements/rasa-constraints.txt
 	@test -x $(RASA_VENV)/bin/python || $(PYTHON) -m venv $(RASA_VENV)
 	@echo "installing Rasa 3.6.21 into $(RASA_VENV) (first time: a few minutes, ~2.8 GB) …"
-	$(RASA_VENV)/bin/pip install $(PIP_FLAGS) --disable-pip-version-check -r requirements/rasa.txt -c requirements/rasa-constraints.txt
-	$(RASA_VENV)/bin/pip install $(PIP_FLAGS) --disable-pip-version-check --no-deps --ignore-requires-python rasa==3.6.21 rasa-sdk==3.6.2
+	$(RASA_VENV)/bin/pip install $(PIPOPTS) --disable-pip-version-check -r requirements/rasa.txt -c requirements/rasa-constraints.txt
+	$(RASA_VENV)/bin/pip install $(PIPOPTS) --disable-pip-version-check --no-deps --ignore-requires-python rasa==3.6.21 rasa-sdk==3.6.2
 	@touch $@
 
 install: $(VENV)/.installed ## install our environment (.venv)
