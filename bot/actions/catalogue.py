@@ -34,6 +34,12 @@ class ActionStockQuery(Action):
         """Say whether a product is available, low or out of stock, per warehouse."""
         mention = _mention(tracker)
         res = await catalogue.resolve_product(ctx.db, mention)
+        if res.unique is None and mention != tracker.text and tracker.text:
+            # The model sometimes tags only the head noun (香菇炖鸡面 → 面); the whole
+            # question may still name exactly one product.
+            whole = await catalogue.resolve_product(ctx.db, tracker.text)
+            if whole.unique is not None:
+                res = whole
         if not res.matches and await catalogue.catalogue_is_empty(ctx.db):
             dispatcher.reply("catalogue_empty", buttons=[
                 {"label_key": "button_human", "payload": "/human_handoff"}])
