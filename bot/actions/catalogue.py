@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from bot.actions.sdk import Action, ActionContext, Dispatcher, Tracker, slot_set
+from bot.actions.sdk import (
+    HANDOFF_BUTTON,
+    Action,
+    ActionContext,
+    Dispatcher,
+    Tracker,
+    intent_button,
+    slot_set,
+)
 from core.services import accounts, catalogue, promotions
 from core.services.catalogue import ProductRef
 
 
 def product_button(intent: str, p: ProductRef) -> dict[str, str]:
     """A button that repeats the question for one specific product."""
-    payload = f"/{intent}" + json.dumps({"product": p.sku}, separators=(",", ":"))
-    return {"label": f"{p.name_zh} {p.name_en} ({p.sku})".strip(), "payload": payload}
+    return intent_button(intent, f"{p.name_zh} {p.name_en} ({p.sku})".strip(), product=p.sku)
 
 
 def product_vars(p: ProductRef) -> dict[str, str]:
@@ -41,8 +47,7 @@ class ActionStockQuery(Action):
             if whole.unique is not None:
                 res = whole
         if not res.matches and await catalogue.catalogue_is_empty(ctx.db):
-            dispatcher.reply("catalogue_empty", buttons=[
-                {"label_key": "button_human", "payload": "/human_handoff"}])
+            dispatcher.reply("catalogue_empty", buttons=[HANDOFF_BUTTON])
             return [slot_set("product", None)]
         if res.unique is None and not res.matches:
             if res.suggestions:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
-from bot.actions.sdk import Action, ActionContext, Dispatcher, Tracker, slot_set
+from bot.actions.sdk import (
+    Action,
+    ActionContext,
+    Dispatcher,
+    Tracker,
+    intent_button,
+    slot_set,
+)
 from core.services import accounts, orders
 
 # Order numbers as people type them: SO20261115-0123, so20261115 0123, SO202611150123.
@@ -15,8 +21,7 @@ ORDER_IN_TEXT = re.compile(r"\b([A-Za-z]{2})\s*-?\s*(\d{8})\s*-?\s*(\d{3,6})\b")
 
 def order_button(order_no: str) -> dict[str, str]:
     """A button that asks for this order's status."""
-    payload = "/order_status" + json.dumps({"order_id": order_no}, separators=(",", ":"))
-    return {"label": order_no, "payload": payload}
+    return intent_button("order_status", order_no, order_id=order_no)
 
 
 class ActionOrderStatus(Action):

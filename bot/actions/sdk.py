@@ -7,6 +7,7 @@ renders every reply in the user's locale.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +86,15 @@ class ActionContext:
 
     db: Database
     settings: Settings
+
+
+HANDOFF_BUTTON = {"label_key": "button_human", "payload": "/human_handoff"}
+
+
+def intent_button(intent: str, label: str, **entities: str) -> dict[str, str]:
+    """A button whose payload triggers `intent` with entities, e.g. /order_status{...}."""
+    payload = f"/{intent}" + json.dumps(entities, separators=(",", ":"))
+    return {"label": label, "payload": payload}
 
 
 def slot_set(name: str, value: Any) -> dict[str, Any]:

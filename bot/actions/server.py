@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.actions.sdk import Action, ActionContext, Dispatcher, Tracker
+from bot.actions.sdk import HANDOFF_BUTTON, Action, ActionContext, Dispatcher, Tracker
 from core.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,6 @@ async def webhook(request: web.Request) -> web.Response:
         # The database or another dependency is down: apologise and offer a human.
         log.exception("action %s failed for sender %s", name, tracker.sender_id)
         dispatcher.messages.clear()
-        dispatcher.reply("error_unavailable", buttons=[
-            {"label_key": "button_human", "payload": "/human_handoff"}])
+        dispatcher.reply("error_unavailable", buttons=[HANDOFF_BUTTON])
         events = []
     return web.json_response({"events": events, "responses": dispatcher.messages})

@@ -89,9 +89,9 @@ def from_rasa(responses: list[dict[str, Any]], locale: str, store: CallbackStore
             text = html.escape(str(r["text"]))
         else:
             continue
-        for i, chunk in enumerate(split_text(text)):
-            last = i == len(split_text(text)) - 1
-            out.append(Outgoing(chunk, keyboard(buttons, locale, store) if last else None))
+        chunks = split_text(text)
+        out.extend(Outgoing(chunk) for chunk in chunks[:-1])
+        out.append(Outgoing(chunks[-1], keyboard(buttons, locale, store)))
     return out
 
 
