@@ -130,12 +130,11 @@ async def close(context: ContextTypes.DEFAULT_TYPE, ticket_id: int, staff: str,
 
     g = _gw(context)
     try:
-        before = await tickets.ticket_for_id_status(g.db, ticket_id)
         ticket = await tickets.close_ticket(g.db, ticket_id, f"staff:{staff}")
     except NotFound:
         return
     loc = _staff_locale(g)
-    if before == "open":
+    if ticket.just_closed:
         customer = await get_identity(g.db, ticket.telegram_user_id)
         await reply(context, ticket.telegram_user_id, customer.locale if customer else loc,
                     "handoff_closed", ticket_id=ticket.id)

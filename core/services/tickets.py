@@ -26,12 +26,15 @@ class TicketView:
     customer_code: str | None
     customer_name: str | None
     created: bool = False  # True when this call opened it
+    just_closed: bool = False  # True when this call closed it
 
 
-def _view(t: Ticket, customer: Customer | None, created: bool = False) -> TicketView:
+async def _view(s, t: Ticket, created: bool = False,  # type: ignore[no-untyped-def]
+                just_closed: bool = False) -> TicketView:
+    customer = await s.get(Customer, t.customer_id) if t.customer_id else None
     return TicketView(t.id, t.telegram_user_id, t.kind, t.status, t.reason,
                       customer.code if customer else None, customer.name if customer else None,
-                      created)
+                      created, just_closed)
 
 
 async def open_ticket(db: Database, telegram_user_id: int, customer_id: int | None, kind: str,
@@ -40,9 +43,8 @@ async def open_ticket(db: Database, telegram_user_id: int, customer_id: int | No
     async with db.transaction() as s:
         existing = await s.scalar(select(Ticket).where(
             Ticket.telegram_user_id == telegram_user_id, Ticket.status == "open"))
-        customer = await s.get(Customer, customer_id) if customer_id else None
         if existing:
-            return _view(existing, customer)
+            return await _view(s, existing)
         t = Ticket(telegram_user_id=telegram_user_id, customer_id=customer_id,
                    kind=kind if kind in ("handoff", "complaint") else "handoff",
                    reason=reason[:2000])
@@ -50,7 +52,7 @@ async def open_ticket(db: Database, telegram_user_id: int, customer_id: int | No
         await s.flush()
         s.add(AuditLog(actor=f"tg:{telegram_user_id}", action=f"ticket.open.{t.kind}",
                        subject=f"ticket:{t.id}"))
-        return _view(t, customer, created=True)
+        return await _view(s, t, created=True)
 
 
 async def open_ticket_for(db: Database, telegram_user_id: int) -> TicketView | None:
@@ -58,10 +60,7 @@ async def open_ticket_for(db: Database, telegram_user_id: int) -> TicketView | N
     async with db.transaction() as s:
         t = await s.scalar(select(Ticket).where(
             Ticket.telegram_user_id == telegram_user_id, Ticket.status == "open"))
-        if t is None:
-            return None
-        customer = await s.get(Customer, t.customer_id) if t.customer_id else None
-        return _view(t, customer)
+        return None if t is None else await _view(s, t)
 
 
 async def remember_staff_message(db: Database, ticket_id: int, chat_id: int,
@@ -78,10 +77,7 @@ async def ticket_for_staff_message(db: Database, chat_id: int, message_id: int
         t = await s.scalar(
             select(Ticket).join(TicketMessage, TicketMessage.ticket_id == Ticket.id)
             .where(TicketMessage.staff_chat_id == chat_id, TicketMessage.message_id == message_id))
-        if t is None:
-            return None
-        customer = await s.get(Customer, t.customer_id) if t.customer_id else None
-        return _view(t, customer)
+        return None if t is None else await _view(s, t)
 
 
 async def close_ticket(db: Database, ticket_id: int, closed_by: str) -> TicketView:
@@ -90,14 +86,14 @@ async def close_ticket(db: Database, ticket_id: int, closed_by: str) -> TicketVi
         t = await s.get(Ticket, ticket_id)
         if t is None:
             raise NotFound(f"no ticket {ticket_id}")
-        if t.status == "open":
+        just_closed = t.status == "open"
+        if just_closed:
             t.status = "closed"
             t.closed_at = utcnow()
             t.closed_by = closed_by[:100]
             s.add(AuditLog(actor=closed_by[:100], action="ticket.close",
                            subject=f"ticket:{t.id}"))
-        customer = await s.get(Customer, t.customer_id) if t.customer_id else None
-        return _view(t, customer)
+        return await _view(s, t, just_closed=just_closed)
 
 
 def staffed_now(support: SupportSection, timezone: str, now: dt.datetime | None = None
@@ -116,9 +112,3 @@ def staffed_now(support: SupportSection, timezone: str, now: dt.datetime | None 
             return False, f"{day.date().isoformat()} {support.opens_at}"
     return False, support.opens_at
 
-
-async def ticket_for_id_status(db: Database, ticket_id: int) -> str | None:
-    """The status of a ticket, or None if it does not exist."""
-    async with db.transaction() as s:
-        t = await s.get(Ticket, ticket_id)
-        return t.status if t else None
