@@ -21,12 +21,11 @@ import aiohttp
 
 from bot.launcher import (
     SANDBOX_PERSONAS,
-    Proc,
     Stack,
     link_sandbox_personas,
     process_env,
-    read_procfile,
     register_sandbox_chats,
+    standard_procs,
 )
 from core.cli import cmd_migrate, cmd_seed_demo
 from core.settings import Settings, load_settings
@@ -225,24 +224,18 @@ async def start_system(data_dir: Path, log=print) -> Harness:
     await switch.start()
     full_env = process_env(settings, model, base=env)
     stack = Stack(full_env, echo=False, log_dir=data_dir / "logs")
-    commands = read_procfile()
     s = settings
     harness = Harness(settings=s, env=full_env, stack=stack, switch=switch, data_dir=data_dir)
     try:
-        await stack.start(Proc("emulator", commands["emulator"], ready_url=f"{s.sandbox.url}/"),
-                          timeout=60)
-        await register_sandbox_chats(s)
-        await stack.start(Proc("actions", commands["actions"],
-                               ready_url=f"http://{s.actions.host}:{s.actions.port}/health"),
-                          timeout=60)
-        t0 = time.monotonic()
-        await stack.start(Proc("rasa", commands["rasa"], ready_url=f"{s.rasa.url}/"),
-                          timeout=300)
-        log(f"rasa ready in {time.monotonic() - t0:.1f} s")
-        # The gateway reaches Rasa through the switch.
-        stack.env = {**full_env, "RASA_PORT": str(switch.port)}
-        await stack.start(Proc("gateway", commands["gateway"], ready_line="gateway ready"),
-                          timeout=60)
+        for proc in standard_procs(s):  # the launcher's processes and readiness checks
+            # The gateway reaches Rasa through the switch; everything else directly.
+            stack.env = {**full_env, "RASA_PORT": str(switch.port)} if proc.name == "gateway" \
+                else full_env
+            t0 = time.monotonic()
+            await stack.start(proc, timeout=300 if proc.name == "rasa" else 60)
+            log(f"{proc.name} ready in {time.monotonic() - t0:.1f} s")
+            if proc.name == "emulator":
+                await register_sandbox_chats(s)
         stack.env = full_env
     except BaseException:
         await stack.stop()
