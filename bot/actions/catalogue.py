@@ -13,7 +13,7 @@ from bot.actions.sdk import (
     intent_button,
     slot_set,
 )
-from core.services import accounts, catalogue, promotions
+from core.services import catalogue, promotions
 from core.services.catalogue import ProductRef
 
 
@@ -81,8 +81,7 @@ class ActionPromotionQuery(Action):
     async def run(self, ctx: ActionContext, dispatcher: Dispatcher, tracker: Tracker,
                   domain: dict[str, Any]) -> list[dict[str, Any]]:
         """List today's promotions that apply to this customer (and product, if named)."""
-        user_id = tracker.telegram_user_id
-        ident = await accounts.get_identity(ctx.db, user_id) if user_id is not None else None
+        ident = await ctx.sender(tracker)
         product = None
         mention = tracker.entity("product")
         if mention:

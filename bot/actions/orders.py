@@ -13,7 +13,7 @@ from bot.actions.sdk import (
     intent_button,
     slot_set,
 )
-from core.services import accounts, orders
+from core.services import orders
 
 # Order numbers as people type them: SO20261115-0123, so20261115 0123, SO202611150123.
 ORDER_IN_TEXT = re.compile(r"\b([A-Za-z]{2})\s*-?\s*(\d{8})\s*-?\s*(\d{3,6})\b")
@@ -30,8 +30,7 @@ class ActionOrderStatus(Action):
     async def run(self, ctx: ActionContext, dispatcher: Dispatcher, tracker: Tracker,
                   domain: dict[str, Any]) -> list[dict[str, Any]]:
         """Answer with the order's status, or offer the customer's open orders."""
-        user_id = tracker.telegram_user_id
-        ident = await accounts.get_identity(ctx.db, user_id) if user_id is not None else None
+        ident = await ctx.sender(tracker)
         if ident is None or ident.customer_id is None:
             dispatcher.reply("link_required")
             return [slot_set("order_id", None)]

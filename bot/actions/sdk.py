@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.db import Database
+from core.services import accounts
+from core.services.accounts import IdentityView
 from core.settings import Settings
 
 
@@ -86,6 +88,11 @@ class ActionContext:
 
     db: Database
     settings: Settings
+
+    async def sender(self, tracker: Tracker) -> IdentityView | None:
+        """Who is asking: the Telegram identity behind Rasa's sender id, if known."""
+        user_id = tracker.telegram_user_id
+        return None if user_id is None else await accounts.get_identity(self.db, user_id)
 
 
 HANDOFF_BUTTON = {"label_key": "button_human", "payload": "/human_handoff"}
