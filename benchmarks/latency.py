@@ -24,7 +24,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.harness import Harness, free_port, start_system, stop_system  # noqa: E402
+from sandbox.harness import Harness, free_port, start_system, stop_system  # noqa: E402
 from core.db import Database  # noqa: E402
 from core.services.accounts import link_identity_directly  # noqa: E402
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from bot.harness import Harness, start_system, stop_system
+from sandbox.harness import Harness, start_system, stop_system
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from bot.harness import Harness, buttons, texts
+from sandbox.harness import Harness, buttons, texts
 from core.db import Database
 from core.models import Product, StockLevel
 from core.services.catalogue import RECHECK_SECONDS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.harness import Harness, buttons, texts
+from sandbox.harness import Harness, buttons, texts
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from bot.harness import Harness, buttons, texts
+from sandbox.harness import Harness, buttons, texts
 from core.db import Database
 from core.models import Customer, Order
 from core.services import accounts

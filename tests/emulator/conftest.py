@@ -11,7 +11,7 @@ import pytest_asyncio
 from telegram import Bot
 from telegram.request import HTTPXRequest
 
-from bot.emulator import RunningEmulator, running_emulator
+from sandbox.emulator import RunningEmulator, running_emulator
 
 TOKEN = "123456789:TEST-emulator-token"
 BOT_ID = 123456789

@@ -17,7 +17,7 @@ from telegram import (
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Conflict
 
-from bot.emulator import RunningEmulator
+from sandbox.emulator import RunningEmulator
 from tests.emulator.conftest import BOT_ID, DAN, RITA, Control, make_bot
 
 KEYBOARD = InlineKeyboardMarkup([[InlineKeyboardButton("Stock", callback_data="stock:42"),

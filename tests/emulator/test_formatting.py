@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.emulator.formatting import (
+from sandbox.emulator.formatting import (
     EntityParseError,
     auto_entities,
     entities_to_html,

@@ -14,11 +14,11 @@ import pytest
 from telegram import Bot
 from telegram.error import BadRequest
 
-from bot.emulator import RunningEmulator, running_emulator
-from bot.emulator.server import DEFAULT_PERSONAS, validate_personas
+from sandbox.emulator import RunningEmulator, running_emulator
+from sandbox.emulator.server import DEFAULT_PERSONAS, validate_personas
 from tests.emulator.conftest import RITA, Control
 
-STATIC = Path(__file__).resolve().parents[2] / "bot" / "emulator" / "static"
+STATIC = Path(__file__).resolve().parents[2] / "sandbox" / "emulator" / "static"
 PROJECT = Path(__file__).resolve().parents[2]
 
 
@@ -156,7 +156,7 @@ def test_personas_are_validated() -> None:
 
 
 def test_cli_help() -> None:
-    done = subprocess.run([sys.executable, "-m", "bot.emulator", "--help"], cwd=PROJECT,
+    done = subprocess.run([sys.executable, "-m", "sandbox.emulator", "--help"], cwd=PROJECT,
                           capture_output=True, text=True, timeout=30, check=True)
     assert "--personas-json" in done.stdout and "127.0.0.1" in done.stdout
 
@@ -167,7 +167,7 @@ async def test_cli_serves_on_localhost(tmp_path: Path, http) -> None:
                                      "first_name": "R", "language_code": "zh-hans"}]),
                         encoding="utf-8")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.emulator", "--port", "0", "--personas-json", str(personas),
+        sys.executable, "-m", "sandbox.emulator", "--port", "0", "--personas-json", str(personas),
         cwd=PROJECT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         line = (await asyncio.wait_for(proc.stdout.readline(), 15)).decode()

@@ -12,11 +12,11 @@ import pytest
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
-from bot.emulator import RunningEmulator
+from sandbox.emulator import RunningEmulator
 from tests.emulator.conftest import TOKEN, Control
 
 HERE = Path(__file__).resolve().parent
-STATIC = HERE.parents[1] / "bot" / "emulator" / "static"
+STATIC = HERE.parents[1] / "sandbox" / "emulator" / "static"
 PERSONAS = [{"key": "retailer", "label": "Demo retailer", "user_id": 1001, "first_name": "Rita",
              "language_code": "en"}]
 

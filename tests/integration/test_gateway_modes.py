@@ -12,8 +12,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.emulator import running_emulator
-from bot.harness import free_port
+from sandbox.emulator import running_emulator
+from sandbox.harness import free_port
 from bot.launcher import Proc, Stack, read_procfile
 from core.cli import cmd_migrate
 from core.settings import load_settings

@@ -20,10 +20,10 @@ import jinja2
 from aiohttp import web
 from markupsafe import Markup
 
-from bot.emulator import control
-from bot.emulator.botapi import METHODS, Call, Upload, normalize_params
-from bot.emulator.formatting import entities_to_html
-from bot.emulator.state import JSON, ApiError, ChatState, EmulatorState, Fault, now
+from sandbox.emulator import control
+from sandbox.emulator.botapi import METHODS, Call, Upload, normalize_params
+from sandbox.emulator.formatting import entities_to_html
+from sandbox.emulator.state import JSON, ApiError, ChatState, EmulatorState, Fault, now
 
 log = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parent

@@ -8,9 +8,9 @@ import copy
 import secrets
 from typing import Any
 
-from bot.emulator.botapi import image_size
-from bot.emulator.formatting import auto_entities
-from bot.emulator.state import (
+from sandbox.emulator.botapi import image_size
+from sandbox.emulator.formatting import auto_entities
+from sandbox.emulator.state import (
     ADMIN_RIGHTS,
     JSON,
     MEMBER_PERMISSIONS,

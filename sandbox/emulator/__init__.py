@@ -11,7 +11,7 @@ In-process (tests, benchmarks)::
 
 or ``emu = await start_emulator(host, port, personas, bot_username)`` … ``await emu.stop()``;
 ``create_app(personas, bot_username)`` gives the bare aiohttp app. Standalone:
-``python -m bot.emulator --host 127.0.0.1 --port 8081 [--personas-json FILE]``.
+``python -m sandbox.emulator --host 127.0.0.1 --port 8081 [--personas-json FILE]``.
 
 Control API (JSON in/out, POST bodies must be application/json):
 
@@ -27,14 +27,14 @@ Control API (JSON in/out, POST bodies must be application/json):
   ``POST /_emulator/reset``.
 """
 
-from bot.emulator.server import (
+from sandbox.emulator.server import (
     RunningEmulator,
     create_app,
     get_state,
     running_emulator,
     start_emulator,
 )
-from bot.emulator.state import EmulatorState
+from sandbox.emulator.state import EmulatorState
 
 __all__ = [
     "EmulatorState",

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from bot.emulator.formatting import EntityParseError, parse_text, strip_text
-from bot.emulator.state import (
+from sandbox.emulator.formatting import EntityParseError, parse_text, strip_text
+from sandbox.emulator.state import (
     ADMIN_RIGHTS,
     JSON,
     MEMBER_PERMISSIONS,

@@ -1,4 +1,4 @@
-"""Run the emulator: ``python -m bot.emulator [--host 127.0.0.1] [--port 8081]``."""
+"""Run the emulator: ``python -m sandbox.emulator [--host 127.0.0.1] [--port 8081]``."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import signal
 import sys
 from pathlib import Path
 
-from bot.emulator.server import DEFAULT_PERSONAS, start_emulator, validate_personas
+from sandbox.emulator.server import DEFAULT_PERSONAS, start_emulator, validate_personas
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(
-        prog="python -m bot.emulator",
+        prog="python -m sandbox.emulator",
         description="Local Telegram Bot API emulator with a sandbox chat page. Point "
         "python-telegram-bot at it with base_url=<url>/bot and base_file_url=<url>/file/bot.",
     )
