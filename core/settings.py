@@ -1,13 +1,22 @@
-"""One settings object, loaded from config.yml plus environment overrides."""
+"""One settings object: config.yml, then environment overrides, typed and validated by
+pydantic-settings. Secrets only ever come from the environment."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, is_dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Literal
 
-import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,29 +34,43 @@ ENV_ALIASES = {
     "APP_DATA_DIR": ("app", "data_dir"),
 }
 
+# Secrets: environment variable → field of Settings.secrets. Never read from config.yml.
+SECRET_VARIABLES = {
+    "TELEGRAM_BOT_TOKEN": "telegram_bot_token",
+    "TELEGRAM_WEBHOOK_SECRET": "telegram_webhook_secret",
+    "ACTION_SERVER_TOKEN": "action_server_token",
+    "RASA_AUTH_TOKEN": "rasa_auth_token",
+    "IDENTITY_SIGNING_KEY": "identity_signing_key",
+    "LINK_CODE_PEPPER": "link_code_pepper",
+}
+
 
 class ConfigError(RuntimeError):
     """A setting is missing or invalid; the message says how to fix it."""
 
 
-@dataclass(frozen=True)
-class AppSection:
+class Section(BaseModel):
+    """A config.yml section: typed, immutable, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AppSection(Section):
     timezone: str = "Asia/Shanghai"
-    default_locale: str = "zh-Hans"
+    default_locale: Literal["zh-Hans", "zh-Hant", "en"] = "zh-Hans"
+    traditional_convention: Literal["tw", "hk"] = "tw"
     data_dir: str = "var"
 
 
-@dataclass(frozen=True)
-class DatabaseSection:
+class DatabaseSection(Section):
     url: str = "sqlite+aiosqlite:///var/app.db"
     echo: bool = False
 
 
-@dataclass(frozen=True)
-class TelegramSection:
+class TelegramSection(Section):
     api_base_url: str = "https://api.telegram.org/bot"
     file_base_url: str = "https://api.telegram.org/file/bot"
-    mode: str = "polling"
+    mode: Literal["polling", "webhook"] = "polling"
     webhook_listen: str = "127.0.0.1"
     webhook_port: int = 8443
     webhook_url: str = ""
@@ -56,12 +79,12 @@ class TelegramSection:
     read_timeout_seconds: float = 10.0
 
 
-@dataclass(frozen=True)
-class RasaSection:
+class RasaSection(Section):
     host: str = "127.0.0.1"
     port: int = 5005
     timeout_seconds: float = 4.0
     model_dir: str = "nlu/models"
+    redis_url: str = ""  # set → Rasa's Redis lock store (several Rasa instances)
 
     @property
     def url(self) -> str:
@@ -69,8 +92,7 @@ class RasaSection:
         return f"http://{self.host}:{self.port}"
 
 
-@dataclass(frozen=True)
-class ActionsSection:
+class ActionsSection(Section):
     host: str = "127.0.0.1"
     port: int = 5055
 
@@ -80,8 +102,7 @@ class ActionsSection:
         return f"http://{self.host}:{self.port}/webhook"
 
 
-@dataclass(frozen=True)
-class SandboxSection:
+class SandboxSection(Section):
     host: str = "127.0.0.1"
     port: int = 8081
     bot_token: str = "100000001:SANDBOX-not-a-real-token"
@@ -93,56 +114,79 @@ class SandboxSection:
         return f"http://{self.host}:{self.port}"
 
 
-@dataclass(frozen=True)
-class LinkingSection:
+class LinkingSection(Section):
     code_ttl_hours: int = 72
     code_length: int = 8
     max_failed_attempts: int = 5
     lockout_minutes: int = 15
+    max_failed_per_code: int = 10
+    max_failed_global_per_hour: int = 500
 
 
-@dataclass(frozen=True)
-class SupportSection:
+class SupportSection(Section):
     opens_at: str = "09:00"
     closes_at: str = "18:00"
     days: str = "mon,tue,wed,thu,fri,sat"
     transcript_lines: int = 10
+    unanswered_close_hours: float = 48.0
     restock_poll_seconds: float = 15.0
 
 
-@dataclass(frozen=True)
-class StockSection:
+class StockSection(Section):
     low_threshold: int = 50
     show_quantities: bool = True
 
 
-@dataclass(frozen=True)
-class ImportSection:
+class OrdersSection(Section):
+    # Order numbers as the ERP writes them; see config.yml for the grammar.
+    number_pattern: str = r"([A-Z]{1,4})[\s-]*(\d{8})[\s-]*(\d{3,6})"
+
+
+class DeliverySection(Section):
+    global_per_second: float = 30.0
+    group_per_minute: int = 20
+    private_per_second: float = 1.0
+    max_attempts: int = 5
+    backoff_seconds: float = 2.0
+    lease_seconds: float = 60.0
+    poll_seconds: float = 0.5
+    batch_size: int = 50
+
+
+class ImportSection(Section):
     demo_data_dir: str = "data/demo"
 
 
-@dataclass(frozen=True)
-class Secrets:
+class Secrets(Section):
     """Values that only ever come from the environment."""
 
     telegram_bot_token: str | None = None
-    action_server_token: str | None = None
     telegram_webhook_secret: str | None = None
+    action_server_token: str | None = None
+    rasa_auth_token: str | None = None
+    identity_signing_key: str | None = None
+    link_code_pepper: str | None = None
 
 
-@dataclass(frozen=True)
-class Settings:
-    app: AppSection = field(default_factory=AppSection)
-    database: DatabaseSection = field(default_factory=DatabaseSection)
-    telegram: TelegramSection = field(default_factory=TelegramSection)
-    rasa: RasaSection = field(default_factory=RasaSection)
-    actions: ActionsSection = field(default_factory=ActionsSection)
-    sandbox: SandboxSection = field(default_factory=SandboxSection)
-    linking: LinkingSection = field(default_factory=LinkingSection)
-    support: SupportSection = field(default_factory=SupportSection)
-    stock: StockSection = field(default_factory=StockSection)
-    import_: ImportSection = field(default_factory=ImportSection)
-    secrets: Secrets = field(default_factory=Secrets)
+class Settings(BaseSettings):
+    """Everything the processes need to know; one instance per process."""
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, env_prefix="APP__",
+                                      env_nested_delimiter="__", populate_by_name=True)
+
+    app: AppSection = AppSection()
+    database: DatabaseSection = DatabaseSection()
+    telegram: TelegramSection = TelegramSection()
+    rasa: RasaSection = RasaSection()
+    actions: ActionsSection = ActionsSection()
+    sandbox: SandboxSection = SandboxSection()
+    linking: LinkingSection = LinkingSection()
+    support: SupportSection = SupportSection()
+    stock: StockSection = StockSection()
+    orders: OrdersSection = OrdersSection()
+    delivery: DeliverySection = DeliverySection()
+    import_: ImportSection = Field(default=ImportSection(), alias="import")
+    secrets: Secrets = Secrets()
 
     @property
     def sandbox_mode(self) -> bool:
@@ -192,88 +236,102 @@ class Settings:
         return url
 
 
-def _coerce(value: str, annotation: Any) -> Any:
-    text = str(annotation)
-    if value.lower() in {"null", "none", ""} and "None" in text:
-        return None
-    if "bool" in text:
-        return value.lower() in {"1", "true", "yes", "on"}
-    if "int" in text and "float" not in text:
-        return int(value)
-    if "float" in text:
-        return float(value)
-    return value
+class _MappingEnvSource(EnvSettingsSource):
+    """`APP__SECTION__KEY` overrides read from a given mapping (os.environ by default)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._mapping = {k: v for k, v in env.items() if k.startswith("APP__")}
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:  # type: ignore[override]
+        return {k.lower(): v for k, v in self._mapping.items()}
 
 
-def _section_name(name: str) -> str:
-    return "import" if name == "import_" else name
-
-
-def load_settings(path: Path | str | None = None, env: dict[str, str] | None = None) -> Settings:
-    """Read config.yml (or CONFIG_FILE) and apply environment overrides."""
+def load_settings(path: Path | str | None = None, env: Mapping[str, str] | None = None
+                  ) -> Settings:
+    """Read config.yml (or CONFIG_FILE) and apply environment overrides and secrets."""
     env = dict(os.environ if env is None else env)
     config_path = Path(path or env.get("CONFIG_FILE") or PROJECT_ROOT / "config.yml")
-    raw: dict[str, Any] = {}
-    if config_path.exists():
-        try:
-            raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{config_path} is not valid YAML: {exc}") from exc
-    elif path is not None or "CONFIG_FILE" in env:
+    if not config_path.exists() and (path is not None or "CONFIG_FILE" in env):
         raise ConfigError(f"config file {config_path} not found; set CONFIG_FILE to its path")
+    if "secrets" in _peek_yaml(config_path):
+        raise ConfigError(f"{config_path}: secrets never live in the config file; set them in "
+                          f"the environment ({', '.join(SECRET_VARIABLES)})")
 
-    overrides: dict[tuple[str, str], str] = {}
-    for alias, key in ENV_ALIASES.items():
+    init: dict[str, Any] = {}
+    for alias, (section, key) in ENV_ALIASES.items():
         if env.get(alias):
-            overrides[key] = env[alias]
-    for name, value in env.items():
-        if name.startswith("APP__") and name.count("__") == 2:
-            _, section, key = name.split("__")
-            overrides[(section.lower(), key.lower())] = value
+            init.setdefault(section, {})[key] = env[alias]
+    init["secrets"] = {field: env[var] for var, field in SECRET_VARIABLES.items() if env.get(var)}
 
-    sections: dict[str, Any] = {}
-    hints = get_type_hints(Settings)
-    for f in fields(Settings):
-        if f.name == "secrets":
-            continue
-        cls = hints[f.name]
-        assert is_dataclass(cls)
-        section_raw = dict(raw.get(_section_name(f.name)) or {})
-        cls_hints = get_type_hints(cls)
-        known = {sf.name for sf in fields(cls)}
-        unknown = set(section_raw) - known
-        if unknown:
-            raise ConfigError(
-                f"{config_path}: unknown key(s) {sorted(unknown)} in section "
-                f"'{_section_name(f.name)}'; known keys: {sorted(known)}"
-            )
-        for (section, key), value in overrides.items():
-            if section == _section_name(f.name) and key in known:
-                try:
-                    section_raw[key] = _coerce(value, cls_hints[key])
-                except ValueError as exc:
-                    raise ConfigError(
-                        f"environment override {section}.{key}={value!r}: {exc}") from exc
-        sections[f.name] = cls(**section_raw)
+    class _Loader(Settings):
+        @classmethod
+        def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                       **_: PydanticBaseSettingsSource
+                                       ) -> tuple[PydanticBaseSettingsSource, ...]:
+            yaml_file = config_path if config_path.exists() else None
+            return (InitSettingsSource(settings_cls, init), _MappingEnvSource(settings_cls, env),
+                    YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
 
-    secrets = Secrets(
-        telegram_bot_token=env.get("TELEGRAM_BOT_TOKEN") or None,
-        action_server_token=env.get("ACTION_SERVER_TOKEN") or None,
-        telegram_webhook_secret=env.get("TELEGRAM_WEBHOOK_SECRET") or None,
-    )
-    settings = Settings(secrets=secrets, **sections)
+    try:
+        settings: Settings = _Loader()
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, config_path)) from None
     _validate(settings)
     return settings
 
 
+def _peek_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must be a mapping of sections (app:, database:, …)")
+    return data
+
+
+def _explain(exc: ValidationError, path: Path) -> str:
+    lines = [f"invalid settings (from {path} and the environment):"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            section = err["loc"][0] if err["loc"] else ""
+            known = _known_keys(str(section))
+            lines.append(f"  unknown key {where!r} in section {section!r}; known keys: {known}")
+        else:
+            lines.append(f"  {where}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _known_keys(section: str) -> list[str]:
+    field = Settings.model_fields.get("import_" if section == "import" else section)
+    annotation = field.annotation if field else None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return sorted(annotation.model_fields)
+    return sorted(n if n != "import_" else "import" for n in Settings.model_fields)
+
+
 def _validate(settings: Settings) -> None:
-    if settings.app.default_locale not in {"zh-Hans", "zh-Hant", "en"}:
-        raise ConfigError("app.default_locale must be one of zh-Hans, zh-Hant, en")
-    if settings.telegram.mode not in {"polling", "webhook"}:
-        raise ConfigError("telegram.mode must be 'polling' or 'webhook'")
-    if settings.telegram.mode == "webhook" and not settings.sandbox_mode:
-        if not settings.telegram.webhook_url:
+    tg = settings.telegram
+    if settings.sandbox_mode:
+        return
+    if tg.mode == "webhook":
+        if not tg.webhook_url:
             raise ConfigError(
                 "telegram.mode is 'webhook' but telegram.webhook_url is empty; set it "
-                "(or TELEGRAM_WEBHOOK_URL) to the public https URL Telegram should call"
-            )
+                "(or TELEGRAM_WEBHOOK_URL) to the public https URL Telegram should call")
+        if not settings.secrets.telegram_webhook_secret:
+            raise ConfigError(
+                "telegram.mode is 'webhook' but TELEGRAM_WEBHOOK_SECRET is not set: without it "
+                "anyone who finds the URL can post forged updates. Set TELEGRAM_WEBHOOK_SECRET "
+                "to a random string of 32+ characters (letters, digits, _ and -)")
+    if tg.staff_chat_id is None:
+        raise ConfigError(
+            "TELEGRAM_BOT_TOKEN is set but no staff group is configured: hand-offs would reach "
+            "nobody. Set TELEGRAM_STAFF_CHAT_ID (or telegram.staff_chat_id) to the id of the "
+            "staff group the bot is an administrator of")

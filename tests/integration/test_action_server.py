@@ -113,8 +113,6 @@ async def test_sql_in_a_product_mention_is_just_text(client: TestClient, db: Dat
 
 
 async def test_banded_stock_answer_hides_quantities(db: Database) -> None:
-    from dataclasses import replace
-
     from core.models import StockLevel, Warehouse
     from core.settings import StockSection
 
@@ -125,8 +123,8 @@ async def test_banded_stock_answer_hides_quantities(db: Database) -> None:
         await s.flush()
         pid = (await s.scalars(select(Product.id))).one()
         s.add(StockLevel(product_id=pid, warehouse_id=w.id, quantity=30))
-    settings = replace(load_settings(env={}),
-                       stock=StockSection(low_threshold=50, show_quantities=False))
+    settings = load_settings(env={}).model_copy(
+        update={"stock": StockSection(low_threshold=50, show_quantities=False)})
     app = create_app(ActionContext(db=db, settings=settings), TOKEN)
     async with TestClient(TestServer(app)) as c:
         resp = await c.post(f"/webhook?token={TOKEN}", json=call(
