@@ -24,9 +24,9 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sandbox.harness import Harness, free_port, start_system, stop_system  # noqa: E402
 from core.db import Database  # noqa: E402
 from core.services.accounts import link_identity_directly  # noqa: E402
+from sandbox.harness import Harness, free_port, start_system, stop_system  # noqa: E402
 
 MESSAGES = [
     "我的订单到哪了",
@@ -190,7 +190,9 @@ async def link_users(h: Harness, n: int) -> list[dict]:
     try:
         for i in range(n):
             uid = 900_000 + i
-            await link_identity_directly(db, uid, f"Bench{i}", customer_code=f"R00{1 + i % 6}")
+            async with db.transaction() as s:
+                await link_identity_directly(s, uid, f"Bench{i}",
+                                             customer_code=f"R00{1 + i % 6}")
             users.append({"id": uid, "first_name": f"Bench{i}", "language_code": "zh-hans",
                           "is_bot": False})
     finally:

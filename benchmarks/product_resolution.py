@@ -115,7 +115,8 @@ async def evaluate_async(phrasings: Path = PHRASINGS, catalogue: Path = CATALOGU
             await import_paths(db, _catalogue_files(catalogue), actor="benchmark")
             outcomes = []
             for it in items:
-                res = await resolve_product(db, it["text"])
+                async with db.transaction() as s:
+                    res = await resolve_product(s, it["text"])
                 outcomes.append({
                     "unique": res.unique.sku if res.unique else None,
                     "matches": [p.sku for p in res.matches],
@@ -217,7 +218,8 @@ async def _timed(db: Database, queries: list[tuple[str, str | None]]) -> tuple[l
     times, unique, wrong = [], 0, 0
     for text, expected in queries:
         t0 = time.perf_counter()
-        res = await resolve_product(db, text)
+        async with db.transaction() as s:
+            res = await resolve_product(s, text)
         times.append((time.perf_counter() - t0) * 1000)
         if res.unique is not None:
             unique += 1
@@ -241,7 +243,8 @@ async def perf_async(products: int = 20000, lookups: int = 600) -> dict:
             await import_paths(db, [folder / "products.csv"], actor="benchmark")
             import_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            await resolve_product(db, "warm-up")
+            async with db.transaction() as s:
+                await resolve_product(s, "warm-up")
             build_ms = (time.perf_counter() - t0) * 1000
             times, unique, wrong = await _timed(db, queries)
             # The same lookups, re-reading the catalogue version from the database every time.

@@ -252,12 +252,13 @@ async def link_sandbox_personas(settings: Settings) -> None:
 
     db = Database(settings.resolved_database_url())
     try:
-        for p in SANDBOX_PERSONAS:
-            await link_identity_directly(
-                db, int(p["user_id"]), str(p["first_name"]),
-                customer_code=p.get("customer_code"), staff_name=p.get("staff_name"),
-                staff_role=str(p.get("staff_role") or "trainer"),
-            )
+        async with db.transaction() as s:
+            for p in SANDBOX_PERSONAS:
+                await link_identity_directly(
+                    s, int(p["user_id"]), str(p["first_name"]),
+                    customer_code=p.get("customer_code"), staff_name=p.get("staff_name"),
+                    staff_role=str(p.get("staff_role") or "trainer"),
+                )
     finally:
         await db.dispose()
 

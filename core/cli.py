@@ -80,15 +80,16 @@ async def cmd_link_code(settings: Settings, args: argparse.Namespace) -> int:
     try:
         await upgrade(db.engine)
         try:
-            if args.customer:
-                issued = await accounts.issue_link_code(
-                    db, settings.linking, customer_code=args.customer, created_by=args.by
-                )
-            else:
-                issued = await accounts.issue_link_code(
-                    db, settings.linking, staff_name=args.staff, staff_role=args.role,
-                    created_by=args.by,
-                )
+            async with db.transaction() as s:
+                if args.customer:
+                    issued = await accounts.issue_link_code(
+                        s, settings.linking, customer_code=args.customer, created_by=args.by
+                    )
+                else:
+                    issued = await accounts.issue_link_code(
+                        s, settings.linking, staff_name=args.staff, staff_role=args.role,
+                        created_by=args.by,
+                    )
         except DomainError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

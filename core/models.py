@@ -13,6 +13,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     Numeric,
@@ -285,3 +286,73 @@ class StockSubscription(Base):
                                             index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     notified_at: Mapped[dt.datetime | None] = mapped_column(default=None, index=True)
+
+
+OUTBOX_STATUSES = ("queued", "sending", "sent", "failed", "cancelled")
+
+# Priorities: a person waiting for an answer comes before a notice, a notice before a broadcast.
+PRIORITY_INTERACTIVE = 100
+PRIORITY_STAFF = 80
+PRIORITY_NOTICE = 50
+PRIORITY_BULK = 10
+
+
+class Campaign(Base):
+    """Many messages sent for one reason (an announcement, a lesson push), with one report."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(200), default="")
+    created_by: Mapped[str] = mapped_column(String(100), default="system")
+    report_chat_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    status: Mapped[str] = mapped_column(String(16), default="running", index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    reported_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class OutboxMessage(Base):
+    """A message to send, written in the same transaction as the change that caused it.
+
+    Content is a template (rendered in `locale` when sent) or ready HTML in `text`. The
+    delivery worker claims rows, sends them within Telegram's limits and records the outcome.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    kind: Mapped[str] = mapped_column(String(32), default="message")
+    priority: Mapped[int] = mapped_column(Integer, default=PRIORITY_NOTICE)
+    template: Mapped[str | None] = mapped_column(String(100), default=None)
+    variables: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    locale: Mapped[str | None] = mapped_column(String(8), default=None)
+    text: Mapped[str | None] = mapped_column(Text, default=None)
+    buttons: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    media_kind: Mapped[str | None] = mapped_column(String(16), default=None)  # photo|document
+    media_ref: Mapped[str | None] = mapped_column(Text, default=None)  # file_id or path
+    copy_from_chat_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    copy_message_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    reply_to_message_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    pin: Mapped[bool] = mapped_column(Boolean, default=False)
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), default=None, unique=True)
+    not_before: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="SET NULL"), default=None, index=True)
+    # What the message is about, for after-send effects (e.g. ticket:12 records the staff post).
+    ref: Mapped[str | None] = mapped_column(String(100), default=None)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    telegram_message_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (
+        # The worker's claim: queued rows that are due, most urgent first.
+        Index("ix_outbox_due", "status", "priority", "not_before", "id"),
+    )

@@ -80,3 +80,9 @@ async def sqlite_db(tmp_path) -> AsyncIterator[Database]:
     await upgrade(database.engine)
     yield database
     await database.dispose()
+
+
+async def uow(db: Database, service, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """Call one service function in its own unit of work, as an adapter would."""
+    async with db.transaction() as s:
+        return await service(s, *args, **kwargs)

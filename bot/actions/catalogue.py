@@ -39,14 +39,14 @@ class ActionStockQuery(Action):
                   domain: dict[str, Any]) -> list[dict[str, Any]]:
         """Say whether a product is available, low or out of stock, per warehouse."""
         mention = _mention(tracker)
-        res = await catalogue.resolve_product(ctx.db, mention)
+        res = await catalogue.resolve_product(ctx.s, mention)
         if res.unique is None and mention != tracker.text and tracker.text:
             # The model sometimes tags only the head noun (香菇炖鸡面 → 面); the whole
             # question may still name exactly one product.
-            whole = await catalogue.resolve_product(ctx.db, tracker.text)
+            whole = await catalogue.resolve_product(ctx.s, tracker.text)
             if whole.unique is not None:
                 res = whole
-        if not res.matches and await catalogue.catalogue_is_empty(ctx.db):
+        if not res.matches and await catalogue.catalogue_is_empty(ctx.s):
             dispatcher.reply("catalogue_empty", buttons=[HANDOFF_BUTTON])
             return [slot_set("product", None)]
         if res.unique is None and not res.matches:
@@ -61,11 +61,11 @@ class ActionStockQuery(Action):
                 product_button("stock_query", p) for p in res.matches])
             return [slot_set("product", None)]
         stock_cfg = ctx.settings.stock
-        answer = await catalogue.stock_for(ctx.db, res.unique, stock_cfg.low_threshold)
+        answer = await catalogue.stock_for(ctx.s, res.unique, stock_cfg.low_threshold)
         similar = []
         if answer.status == "out":
             similar = [product_vars(p) for p in
-                       await catalogue.similar_in_stock(ctx.db, res.unique)]
+                       await catalogue.similar_in_stock(ctx.s, res.unique)]
         buttons = None
         if answer.status == "out":  # handled by the gateway itself, no NLU needed
             buttons = [{"label_key": "button_notify_restock",
@@ -85,11 +85,11 @@ class ActionPromotionQuery(Action):
         product = None
         mention = tracker.entity("product")
         if mention:
-            res = await catalogue.resolve_product(ctx.db, mention)
+            res = await catalogue.resolve_product(ctx.s, mention)
             product = res.unique
         today = promotions.today_in(ctx.settings.app.timezone)
         found = await promotions.active_promotions(
-            ctx.db, today=today,
+            ctx.s, today=today,
             region=ident.customer_region if ident else None,
             channel=ident.customer_channel if ident else None,
             sku=product.sku if product else None,

@@ -43,21 +43,21 @@ class ActionOrderStatus(Action):
             if orders.normalize_order_no(str(raw)) is None:
                 dispatcher.reply("order_id_invalid", given=str(raw)[:40])
                 return [slot_set("order_id", None)]
-            view = await orders.find_order(ctx.db, ident.customer_id, str(raw))
+            view = await orders.find_order(ctx.s, ident.customer_id, str(raw))
             if view is None:
                 dispatcher.reply("order_not_found", order_no=orders.normalize_order_no(str(raw)))
             else:
                 dispatcher.reply("order_status", **view.as_vars())
             return [slot_set("order_id", None)]
 
-        open_orders = await orders.recent_orders(ctx.db, ident.customer_id, open_only=True)
+        open_orders = await orders.recent_orders(ctx.s, ident.customer_id, open_only=True)
         if len(open_orders) == 1:
             dispatcher.reply("order_status", **open_orders[0].as_vars())
         elif open_orders:
             dispatcher.reply("order_pick", buttons=[order_button(o.order_no) for o in open_orders],
                              count=len(open_orders))
         else:
-            latest = await orders.recent_orders(ctx.db, ident.customer_id, limit=1)
+            latest = await orders.recent_orders(ctx.s, ident.customer_id, limit=1)
             if latest:
                 dispatcher.reply("orders_none_open_latest", **latest[0].as_vars())
             else:

@@ -8,8 +8,10 @@ renders every reply in the user's locale.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import Database
 from core.services import accounts
@@ -84,15 +86,31 @@ class Dispatcher:
 
 @dataclass
 class ActionContext:
-    """What every action may use: the database and settings (one session per call)."""
+    """What every action may use: settings and the session of this call's unit of work.
+
+    The server holds one context without a session and gives each call a copy with its own
+    session (`for_call`), committed once after the action ran.
+    """
 
     db: Database
     settings: Settings
+    session: AsyncSession | None = None
+
+    def for_call(self, session: AsyncSession) -> ActionContext:
+        """A copy bound to one call's session."""
+        return replace(self, session=session)
+
+    @property
+    def s(self) -> AsyncSession:
+        """This call's session."""
+        if self.session is None:
+            raise RuntimeError("ActionContext.s used outside an action call")
+        return self.session
 
     async def sender(self, tracker: Tracker) -> IdentityView | None:
         """Who is asking: the Telegram identity behind Rasa's sender id, if known."""
         user_id = tracker.telegram_user_id
-        return None if user_id is None else await accounts.get_identity(self.db, user_id)
+        return None if user_id is None else await accounts.get_identity(self.s, user_id)
 
 
 HANDOFF_BUTTON = {"label_key": "button_human", "payload": "/human_handoff"}

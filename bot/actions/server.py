@@ -75,12 +75,15 @@ async def webhook(request: web.Request) -> web.Response:
             status=404,
         )
     dispatcher = Dispatcher()
+    ctx = request.app[CTX_KEY]
     try:
-        events = await action.run(request.app[CTX_KEY], dispatcher, tracker,
-                                  body.get("domain") or {})
-    except DomainError as exc:
-        dispatcher.reply(exc.template, **exc.vars)
-        events = []
+        try:
+            async with ctx.db.transaction() as session:  # one unit of work per action call
+                events = await action.run(ctx.for_call(session), dispatcher, tracker,
+                                          body.get("domain") or {})
+        except DomainError as exc:
+            dispatcher.reply(exc.template, **exc.vars)
+            events = []
     except Exception:
         # The database or another dependency is down: apologise and offer a human.
         log.exception("action %s failed for sender %s", name, tracker.sender_id)

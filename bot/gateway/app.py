@@ -10,7 +10,6 @@ from telegram import BotCommand, Update
 from telegram.ext import (
     AIORateLimiter,
     Application,
-    CallbackContext,
     CallbackQueryHandler,
     CommandHandler,
     MessageHandler,
@@ -78,7 +77,6 @@ async def _post_init(app: Application) -> None:
     gateway: Gateway = app.bot_data[h.GATEWAY]
     await gateway.rasa.start()
     await gateway.prune_processed()
-    gateway.background.append(asyncio.create_task(_restock_loop(app)))
     try:
         await app.bot.set_my_commands([
             BotCommand("start", "Start / 开始"),
@@ -87,18 +85,6 @@ async def _post_init(app: Application) -> None:
         ])
     except Exception:  # a cosmetic call; never block start-up on it
         log.warning("setMyCommands failed", exc_info=True)
-
-
-async def _restock_loop(app: Application) -> None:
-    """Check for back-in-stock notifications every few seconds (after a stock import)."""
-    gateway: Gateway = app.bot_data[h.GATEWAY]
-    context = CallbackContext(app)
-    while True:
-        try:
-            await h.notify_restocked(context)
-        except Exception:  # the database may be briefly unavailable; try again next round
-            log.exception("restock notifications failed")
-        await asyncio.sleep(gateway.settings.support.restock_poll_seconds)
 
 
 async def _post_shutdown(app: Application) -> None:

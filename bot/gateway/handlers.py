@@ -75,11 +75,13 @@ async def identify(update: Update, context: ContextTypes.DEFAULT_TYPE,
     user = update.effective_user
     assert user is not None
     g = gw(context)
-    return await accounts.touch_identity(
-        g.db, user.id, first_name=user.first_name or "", username=user.username,
-        language_code=user.language_code, detected_locale=detect_script(text) if text else None,
-        default_locale=g.settings.app.default_locale,
-    )
+    async with g.db.transaction() as s:
+        return await accounts.touch_identity(
+            s, user.id, first_name=user.first_name or "", username=user.username,
+            language_code=user.language_code,
+            detected_locale=detect_script(text) if text else None,
+            default_locale=g.settings.app.default_locale,
+        )
 
 
 async def drop_duplicates(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -116,7 +118,8 @@ async def language(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if context.args:
         chosen = normalize_locale(" ".join(context.args))
         if chosen:
-            await accounts.set_locale(gw(context).db, update.effective_user.id, chosen)
+            async with gw(context).db.transaction() as s:
+                await accounts.set_locale(s, update.effective_user.id, chosen)
             await reply(context, chat_id, chosen, "language_set")
             return
     buttons = InlineKeyboardMarkup(
@@ -133,7 +136,8 @@ async def on_language_button(update: Update, context: ContextTypes.DEFAULT_TYPE)
     await query.answer()
     chosen = query.data.split(":", 1)[1]
     if chosen in LOCALES:
-        await accounts.set_locale(gw(context).db, update.effective_user.id, chosen)
+        async with gw(context).db.transaction() as s:
+            await accounts.set_locale(s, update.effective_user.id, chosen)
         await reply(context, query.message.chat.id if query.message else update.effective_user.id,
                     chosen, "language_set")
 
@@ -146,7 +150,8 @@ async def on_notify_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     ident = await identify(update, context)
     sku = query.data.split(":", 1)[1]
     try:
-        new = await notifications.subscribe(gw(context).db, update.effective_user.id, sku)
+        async with gw(context).db.transaction() as s:
+            new = await notifications.subscribe(s, update.effective_user.id, sku)
     except DomainError as exc:
         await reply(context, update.effective_user.id, ident.locale, exc.template, **exc.vars)
         return
@@ -154,36 +159,20 @@ async def on_notify_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
                 sku=sku, already=not new)
 
 
-async def notify_restocked(context: ContextTypes.DEFAULT_TYPE) -> int:
-    """Send due back-in-stock notifications; returns how many were sent."""
-    g = gw(context)
-    sent = 0
-    for due in await notifications.claim_due(g.db):
-        ident = await accounts.get_identity(g.db, due.telegram_user_id)
-        locale = ident.locale if ident else g.settings.app.default_locale
-        try:
-            await reply(context, due.telegram_user_id, locale, "back_in_stock", sku=due.sku,
-                        name_zh=due.name_zh, name_en=due.name_en, total=due.total)
-            sent += 1
-        except Forbidden:  # the user blocked the bot: nothing to retry
-            log.info("restock notice to %s not delivered: bot blocked", due.telegram_user_id)
-        except Exception:
-            log.exception("restock notice to %s failed; will retry", due.telegram_user_id)
-            await notifications.release(g.db, due.subscription_id)
-    return sent
-
-
 async def link_with_code(update: Update, context: ContextTypes.DEFAULT_TYPE,
                          ident: IdentityView, code: str) -> None:
     """Redeem a one-time link code and say what happened."""
     assert update.effective_chat is not None and update.effective_user is not None
     g = gw(context)
-    try:
-        linked = await accounts.redeem_link_code(g.db, g.settings.linking,
-                                                 update.effective_user.id, code)
-    except DomainError as exc:
-        await reply(context, update.effective_chat.id, ident.locale, exc.template, **exc.vars)
+    async with g.db.transaction() as s:
+        outcome = await accounts.redeem_link_code(s, g.settings.linking,
+                                                  update.effective_user.id, code)
+    if outcome.error is not None or outcome.identity is None:
+        error = outcome.error or DomainError()
+        await reply(context, update.effective_chat.id, ident.locale, error.template,
+                    **error.vars)
         return
+    linked = outcome.identity
     await reply(context, update.effective_chat.id, ident.locale, "link_success",
                 account=linked.customer_name or "", code=linked.customer_code or "",
                 kind=linked.customer_kind or "staff", role=linked.staff_role or "")
@@ -214,7 +203,8 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     g = gw(context)
     g.note(chat_id, "user", text)
-    ticket = await tickets.open_ticket_for(g.db, ident.telegram_user_id)
+    async with g.db.transaction() as s:
+        ticket = await tickets.open_ticket_for(s, ident.telegram_user_id)
     if ticket is not None:
         await relay_to_staff(update, context, ticket, ident)
         return
@@ -276,7 +266,8 @@ async def on_non_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     """Stickers, photos, voice, files …: say what the bot can read."""
     assert update.effective_chat is not None and update.effective_message is not None
     ident = await identify(update, context)
-    ticket = await tickets.open_ticket_for(gw(context).db, ident.telegram_user_id)
+    async with gw(context).db.transaction() as s:
+        ticket = await tickets.open_ticket_for(s, ident.telegram_user_id)
     if ticket is not None:
         await relay_to_staff(update, context, ticket, ident)
         return
@@ -293,7 +284,8 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     if (isinstance(update, Update) and update.effective_chat and update.effective_user
             and update.effective_chat.type == "private"):
         try:
-            ident = await accounts.get_identity(gw(context).db, update.effective_user.id)
+            async with gw(context).db.transaction() as s:
+                ident = await accounts.get_identity(s, update.effective_user.id)
             locale = ident.locale if ident else gw(context).settings.app.default_locale
         except Exception:  # the database itself may be what failed
             locale = gw(context).settings.app.default_locale

@@ -32,8 +32,9 @@ async def start_handoff(context: ContextTypes.DEFAULT_TYPE, chat_id: int, ident:
     from bot.gateway.handlers import reply
 
     g = _gw(context)
-    ticket = await tickets.open_ticket(g.db, ident.telegram_user_id, ident.customer_id, kind,
-                                       reason)
+    async with g.db.transaction() as s:
+        ticket = await tickets.open_ticket(s, ident.telegram_user_id, ident.customer_id, kind,
+                                           reason)
     staffed, opens_at = tickets.staffed_now(g.settings.support, g.settings.app.timezone)
     await reply(context, chat_id, ident.locale, "handoff_started", ticket_id=ticket.id,
                 staffed=staffed, opens_at=opens_at, complaint=ticket.kind == "complaint",
@@ -54,7 +55,8 @@ async def start_handoff(context: ContextTypes.DEFAULT_TYPE, chat_id: int, ident:
         render("button_close_ticket", loc), callback_data=f"ticket:close:{ticket.id}")]])
     posted = await context.bot.send_message(staff_chat, text, parse_mode=ParseMode.HTML,
                                             reply_markup=button)
-    await tickets.remember_staff_message(g.db, ticket.id, staff_chat, posted.message_id)
+    async with g.db.transaction() as s:
+        await tickets.remember_staff_message(s, ticket.id, staff_chat, posted.message_id)
 
 
 async def relay_to_staff(update: Update, context: ContextTypes.DEFAULT_TYPE,
@@ -69,10 +71,13 @@ async def relay_to_staff(update: Update, context: ContextTypes.DEFAULT_TYPE,
     header = render("ticket_relay", loc, ticket_id=ticket.id, user_name=ident.first_name,
                     text=message.text or "")
     sent = await context.bot.send_message(staff_chat, header, parse_mode=ParseMode.HTML)
-    await tickets.remember_staff_message(g.db, ticket.id, staff_chat, sent.message_id)
+    copied = None
     if not message.text:  # photos, voice, files: pass the original along
         copied = await context.bot.copy_message(staff_chat, message.chat_id, message.message_id)
-        await tickets.remember_staff_message(g.db, ticket.id, staff_chat, copied.message_id)
+    async with g.db.transaction() as s:
+        await tickets.remember_staff_message(s, ticket.id, staff_chat, sent.message_id)
+        if copied is not None:
+            await tickets.remember_staff_message(s, ticket.id, staff_chat, copied.message_id)
 
 
 async def on_staff_reply(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -81,8 +86,9 @@ async def on_staff_reply(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     if message is None or message.reply_to_message is None:
         return
     g = _gw(context)
-    ticket = await tickets.ticket_for_staff_message(g.db, message.chat_id,
-                                                    message.reply_to_message.message_id)
+    async with g.db.transaction() as s:
+        ticket = await tickets.ticket_for_staff_message(s, message.chat_id,
+                                                        message.reply_to_message.message_id)
     if ticket is None:
         return
     loc = _staff_locale(g)
@@ -97,7 +103,8 @@ async def on_staff_reply(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     from bot.gateway.handlers import reply
     from core.services.accounts import get_identity
 
-    customer = await get_identity(g.db, ticket.telegram_user_id)
+    async with g.db.transaction() as s:
+        customer = await get_identity(s, ticket.telegram_user_id)
     locale = customer.locale if customer else loc
     if text:
         await reply(context, ticket.telegram_user_id, locale, "staff_reply",
@@ -105,7 +112,8 @@ async def on_staff_reply(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     else:
         await context.bot.copy_message(ticket.telegram_user_id, message.chat_id,
                                        message.message_id)
-    await tickets.remember_staff_message(g.db, ticket.id, message.chat_id, message.message_id)
+    async with g.db.transaction() as s:
+        await tickets.remember_staff_message(s, ticket.id, message.chat_id, message.message_id)
 
 
 async def on_close_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -130,12 +138,13 @@ async def close(context: ContextTypes.DEFAULT_TYPE, ticket_id: int, staff: str,
 
     g = _gw(context)
     try:
-        ticket = await tickets.close_ticket(g.db, ticket_id, f"staff:{staff}")
+        async with g.db.transaction() as s:
+            ticket = await tickets.close_ticket(s, ticket_id, f"staff:{staff}")
+            customer = await get_identity(s, ticket.telegram_user_id)
     except NotFound:
         return
     loc = _staff_locale(g)
     if ticket.just_closed:
-        customer = await get_identity(g.db, ticket.telegram_user_id)
         await reply(context, ticket.telegram_user_id, customer.locale if customer else loc,
                     "handoff_closed", ticket_id=ticket.id)
     if staff_chat is not None:

@@ -9,9 +9,9 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import Database
-from core.errors import LinkCodeInvalid, LinkThrottled, NotFound
+from core.errors import DomainError, LinkCodeInvalid, LinkThrottled, NotFound
 from core.i18n import LOCALES
 from core.models import (
     AuditLog,
@@ -81,7 +81,7 @@ def _new_code(length: int) -> str:
 
 
 async def issue_link_code(
-    db: Database,
+    s: AsyncSession,
     linking: LinkingSection,
     *,
     customer_code: str | None = None,
@@ -92,32 +92,31 @@ async def issue_link_code(
     """Create a single-use code for a customer (by code) or a staff member (created if new)."""
     code = _new_code(linking.code_length)
     expires = utcnow() + dt.timedelta(hours=linking.code_ttl_hours)
-    async with db.transaction() as s:
-        link = LinkCode(code_hash=_hash(code), expires_at=expires, created_by=created_by)
-        if customer_code:
-            customer = await s.scalar(select(Customer).where(Customer.code == customer_code))
-            if customer is None:
-                raise NotFound(f"no retailer or dealer with code {customer_code!r}; "
-                               "import it first (python -m core.cli import …)")
-            link.customer_id = customer.id
-            label = f"{customer.kind} {customer.code} {customer.name}"
-        else:
-            if not staff_name:
-                raise NotFound("give --customer CODE or --staff NAME")
-            staff = await s.scalar(select(StaffMember).where(StaffMember.name == staff_name))
-            if staff is None:
-                staff = StaffMember(name=staff_name, role=staff_role or "customer_service")
-                s.add(staff)
-                await s.flush()
-            link.staff_id = staff.id
-            label = f"staff {staff.name} ({staff.role})"
-        s.add(link)
-        s.add(AuditLog(actor=created_by, action="link_code.issue", subject=label))
+    link = LinkCode(code_hash=_hash(code), expires_at=expires, created_by=created_by)
+    if customer_code:
+        customer = await s.scalar(select(Customer).where(Customer.code == customer_code))
+        if customer is None:
+            raise NotFound(f"no retailer or dealer with code {customer_code!r}; "
+                           "import it first (python -m core.cli import …)")
+        link.customer_id = customer.id
+        label = f"{customer.kind} {customer.code} {customer.name}"
+    else:
+        if not staff_name:
+            raise NotFound("give --customer CODE or --staff NAME")
+        staff = await s.scalar(select(StaffMember).where(StaffMember.name == staff_name))
+        if staff is None:
+            staff = StaffMember(name=staff_name, role=staff_role or "customer_service")
+            s.add(staff)
+            await s.flush()
+        link.staff_id = staff.id
+        label = f"staff {staff.name} ({staff.role})"
+    s.add(link)
+    s.add(AuditLog(actor=created_by, action="link_code.issue", subject=label))
     return IssuedCode(code=code, account_label=label, expires_at=expires)
 
 
 async def touch_identity(
-    db: Database,
+    s: AsyncSession,
     telegram_user_id: int,
     first_name: str = "",
     username: str | None = None,
@@ -128,119 +127,127 @@ async def touch_identity(
     """Create or refresh the identity; follow the script the user writes in unless locked."""
     from core.i18n import locale_from_language_code
 
-    async with db.transaction() as s:
-        ident = await s.get(TelegramIdentity, telegram_user_id)
-        if ident is None:
-            ident = TelegramIdentity(
-                telegram_user_id=telegram_user_id,
-                first_name=first_name[:200],
-                username=username,
-                locale=detected_locale or locale_from_language_code(language_code)
-                or default_locale,
-            )
-            s.add(ident)
-        else:
-            now = utcnow()
-            # Seen-at only needs minute precision; skipping the write keeps a turn cheap.
-            if now - _aware(ident.last_seen_at) > dt.timedelta(minutes=5):
-                ident.last_seen_at = now
-            if first_name and ident.first_name != first_name[:200]:
-                ident.first_name = first_name[:200]
-            if detected_locale and not ident.locale_locked and ident.locale != detected_locale:
-                ident.locale = detected_locale
-        await s.flush()
-        return await _view(s, ident)
+    ident = await s.get(TelegramIdentity, telegram_user_id)
+    if ident is None:
+        ident = TelegramIdentity(
+            telegram_user_id=telegram_user_id,
+            first_name=first_name[:200],
+            username=username,
+            locale=detected_locale or locale_from_language_code(language_code)
+            or default_locale,
+        )
+        s.add(ident)
+    else:
+        now = utcnow()
+        # Seen-at only needs minute precision; skipping the write keeps a turn cheap.
+        if now - _aware(ident.last_seen_at) > dt.timedelta(minutes=5):
+            ident.last_seen_at = now
+        if first_name and ident.first_name != first_name[:200]:
+            ident.first_name = first_name[:200]
+        if detected_locale and not ident.locale_locked and ident.locale != detected_locale:
+            ident.locale = detected_locale
+    await s.flush()
+    return await _view(s, ident)
 
 
-async def get_identity(db: Database, telegram_user_id: int) -> IdentityView | None:
+async def get_identity(s: AsyncSession, telegram_user_id: int) -> IdentityView | None:
     """The identity for a Telegram user id, or None if the bot never met them."""
-    async with db.transaction() as s:
-        ident = await s.get(TelegramIdentity, telegram_user_id)
-        return None if ident is None else await _view(s, ident)
+    ident = await s.get(TelegramIdentity, telegram_user_id)
+    return None if ident is None else await _view(s, ident)
 
 
-async def set_locale(db: Database, telegram_user_id: int, locale: str) -> None:
+async def set_locale(s: AsyncSession, telegram_user_id: int, locale: str) -> None:
     """Pin the user's reply language (set with /language)."""
     if locale not in LOCALES:
         raise NotFound(f"unknown locale {locale!r}")
-    async with db.transaction() as s:
+    ident = await s.get(TelegramIdentity, telegram_user_id)
+    if ident is None:
+        ident = TelegramIdentity(telegram_user_id=telegram_user_id)
+        s.add(ident)
+    ident.locale = locale
+    ident.locale_locked = True
+
+
+@dataclass(frozen=True)
+class LinkOutcome:
+    """The result of a link attempt: the linked identity, or the error to tell the user.
+
+    A failure is a value, not an exception, so the caller's unit of work still commits the
+    failure count that throttles guessing.
+    """
+
+    identity: IdentityView | None = None
+    error: DomainError | None = None
+
+
+async def redeem_link_code(
+    s: AsyncSession, linking: LinkingSection, telegram_user_id: int, code: str
+) -> LinkOutcome:
+    """Link the chat to the code's account; wrong guesses are counted and throttled."""
+    now = utcnow()
+    throttle = await s.get(LinkThrottle, telegram_user_id)
+    if throttle and throttle.locked_until and _aware(throttle.locked_until) > now:
+        minutes = int((_aware(throttle.locked_until) - now).total_seconds() // 60) + 1
+        return LinkOutcome(error=LinkThrottled("too many wrong codes", minutes=minutes))
+    link = await s.scalar(select(LinkCode).where(LinkCode.code_hash == _hash(code)))
+    valid = link is not None and link.used_at is None and _aware(link.expires_at) > now
+    if valid and link is not None:
         ident = await s.get(TelegramIdentity, telegram_user_id)
         if ident is None:
             ident = TelegramIdentity(telegram_user_id=telegram_user_id)
             s.add(ident)
-        ident.locale = locale
-        ident.locale_locked = True
-
-
-async def redeem_link_code(
-    db: Database, linking: LinkingSection, telegram_user_id: int, code: str
-) -> IdentityView:
-    """Link the chat to the code's account; wrong guesses are counted and throttled."""
-    now = utcnow()
-    async with db.transaction() as s:
-        throttle = await s.get(LinkThrottle, telegram_user_id)
-        if throttle and throttle.locked_until and _aware(throttle.locked_until) > now:
-            minutes = int((_aware(throttle.locked_until) - now).total_seconds() // 60) + 1
-            raise LinkThrottled("too many wrong codes", minutes=minutes)
-        link = await s.scalar(select(LinkCode).where(LinkCode.code_hash == _hash(code)))
-        valid = link is not None and link.used_at is None and _aware(link.expires_at) > now
-        if valid and link is not None:
-            ident = await s.get(TelegramIdentity, telegram_user_id)
-            if ident is None:
-                ident = TelegramIdentity(telegram_user_id=telegram_user_id)
-                s.add(ident)
-            ident.customer_id = link.customer_id
-            ident.staff_id = link.staff_id
-            ident.linked_at = now
-            link.used_at = now
-            link.used_by = telegram_user_id
-            if throttle:
-                throttle.failures = 0
-                throttle.locked_until = None
-            s.add(AuditLog(actor=f"tg:{telegram_user_id}", action="account.link",
-                           subject=f"customer:{link.customer_id} staff:{link.staff_id}"))
-            await s.flush()
-            return await _view(s, ident)
-        # Count the failure in this transaction, then raise after it commits.
-        if throttle is None:
-            throttle = LinkThrottle(telegram_user_id=telegram_user_id, failures=0)
-            s.add(throttle)
-        throttle.failures += 1
-        locked = throttle.failures >= linking.max_failed_attempts
-        if locked:
+        ident.customer_id = link.customer_id
+        ident.staff_id = link.staff_id
+        ident.linked_at = now
+        link.used_at = now
+        link.used_by = telegram_user_id
+        if throttle:
             throttle.failures = 0
-            throttle.locked_until = now + dt.timedelta(minutes=linking.lockout_minutes)
-            s.add(AuditLog(actor=f"tg:{telegram_user_id}", action="account.link_locked"))
-        remaining = linking.max_failed_attempts - throttle.failures
+            throttle.locked_until = None
+        s.add(AuditLog(actor=f"tg:{telegram_user_id}", action="account.link",
+                       subject=f"customer:{link.customer_id} staff:{link.staff_id}"))
+        await s.flush()
+        return LinkOutcome(identity=await _view(s, ident))
+    # Count the failure; the caller's unit of work commits it with the error reply.
+    if throttle is None:
+        throttle = LinkThrottle(telegram_user_id=telegram_user_id, failures=0)
+        s.add(throttle)
+    throttle.failures += 1
+    locked = throttle.failures >= linking.max_failed_attempts
     if locked:
-        raise LinkThrottled("too many wrong codes", minutes=linking.lockout_minutes)
-    raise LinkCodeInvalid("wrong, used or expired code", remaining=remaining)
+        throttle.failures = 0
+        throttle.locked_until = now + dt.timedelta(minutes=linking.lockout_minutes)
+        s.add(AuditLog(actor=f"tg:{telegram_user_id}", action="account.link_locked"))
+    remaining = linking.max_failed_attempts - throttle.failures
+    if locked:
+        return LinkOutcome(error=LinkThrottled("too many wrong codes",
+                                               minutes=linking.lockout_minutes))
+    return LinkOutcome(error=LinkCodeInvalid("wrong, used or expired code", remaining=remaining))
 
 
 async def link_identity_directly(
-    db: Database, telegram_user_id: int, first_name: str, *, customer_code: str | None = None,
+    s: AsyncSession, telegram_user_id: int, first_name: str, *, customer_code: str | None = None,
     staff_name: str | None = None, staff_role: str = "trainer", locale: str | None = None,
 ) -> None:
     """Link a known persona without a code (sandbox demo personas only)."""
-    async with db.transaction() as s:
-        ident = await s.get(TelegramIdentity, telegram_user_id)
-        if ident is None:
-            ident = TelegramIdentity(telegram_user_id=telegram_user_id, first_name=first_name,
-                                     locale=locale)
-            s.add(ident)
-        if customer_code:
-            customer = await s.scalar(select(Customer).where(Customer.code == customer_code))
-            if customer is None:
-                raise NotFound(f"no customer {customer_code!r}")
-            ident.customer_id = customer.id
-        if staff_name:
-            staff = await s.scalar(select(StaffMember).where(StaffMember.name == staff_name))
-            if staff is None:
-                staff = StaffMember(name=staff_name, role=staff_role)
-                s.add(staff)
-                await s.flush()
-            ident.staff_id = staff.id
-        ident.linked_at = ident.linked_at or utcnow()
+    ident = await s.get(TelegramIdentity, telegram_user_id)
+    if ident is None:
+        ident = TelegramIdentity(telegram_user_id=telegram_user_id, first_name=first_name,
+                                 locale=locale)
+        s.add(ident)
+    if customer_code:
+        customer = await s.scalar(select(Customer).where(Customer.code == customer_code))
+        if customer is None:
+            raise NotFound(f"no customer {customer_code!r}")
+        ident.customer_id = customer.id
+    if staff_name:
+        staff = await s.scalar(select(StaffMember).where(StaffMember.name == staff_name))
+        if staff is None:
+            staff = StaffMember(name=staff_name, role=staff_role)
+            s.add(staff)
+            await s.flush()
+        ident.staff_id = staff.id
+    ident.linked_at = ident.linked_at or utcnow()
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA, Levenshtein
 from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session
 
-from core.db import Database
 from core.i18n import to_simplified
 from core.models import Product, StockLevel, Warehouse
 
@@ -393,7 +393,7 @@ def _product_rollback(session: Session) -> None:
     session.info.pop("catalogue_changed", None)
 
 
-_indexes: weakref.WeakKeyDictionary[Database, _Index] = weakref.WeakKeyDictionary()
+_indexes: weakref.WeakKeyDictionary[AsyncEngine, _Index] = weakref.WeakKeyDictionary()
 
 
 _VERSION = select(func.count(Product.id), func.max(Product.updated_at), func.max(Product.id))
@@ -401,31 +401,31 @@ _ROWS = select(Product.id, Product.sku, Product.name_zh, Product.name_en, Produc
                Product.category, Product.unit)
 
 
-async def _index(db: Database) -> _Index:
-    idx = _indexes.get(db)
+async def _index(s: AsyncSession) -> _Index:
+    # One index per database (engine), shared by every session of the process.
+    engine = s.bind
+    idx = _indexes.get(engine)
     if idx is None:
-        idx = _indexes[db] = _Index()
+        idx = _indexes[engine] = _Index()
     now = time.monotonic()
     if idx.generation == _generation and now - idx.checked_at < RECHECK_SECONDS:
         return idx
     generation = _generation
-    async with db.transaction() as s:
-        version = tuple((await s.execute(_VERSION)).one())
+    version = tuple((await s.execute(_VERSION)).one())
     if version == idx.version:
         idx.checked_at, idx.generation = now, generation
         return idx
     if idx.lock.locked() and idx.version is not None:
         return idx  # being rebuilt by another lookup: answer from the previous catalogue
     async with idx.lock:
-        current = _indexes[db]
+        current = _indexes[engine]
         if version != current.version:
-            async with db.transaction() as s:
-                # Version before rows: a write in between costs one more rebuild, never a miss.
-                version = tuple((await s.execute(_VERSION)).one())
-                rows = [tuple(r) for r in (await s.execute(_ROWS)).all()]
+            # Version before rows: a write in between costs one more rebuild, never a miss.
+            version = tuple((await s.execute(_VERSION)).one())
+            rows = [tuple(r) for r in (await s.execute(_ROWS)).all()]
             fresh = await asyncio.to_thread(_build, rows, current.parsed)
             fresh.version, fresh.lock = version, current.lock
-            current = _indexes[db] = fresh
+            current = _indexes[engine] = fresh
         current.checked_at, current.generation = now, generation
     return current
 
@@ -691,9 +691,9 @@ def _suggest(idx: _Index, core: str, unknown_skus: list[str], limit: int = 3) ->
     return [idx.products[p] for p in ranked]
 
 
-async def resolve_product(db: Database, phrase: str, limit: int = 5) -> Resolution:
+async def resolve_product(s: AsyncSession, phrase: str, limit: int = 5) -> Resolution:
     """Match a product mention (or a whole question) against the catalogue."""
-    idx = await _index(db)
+    idx = await _index(s)
     if not idx.products or not phrase or not phrase.strip():
         return Resolution()
     pid, unknown = _sku_hit(idx, phrase)
@@ -742,37 +742,36 @@ class StockAnswer:
         }
 
 
-async def stock_for(db: Database, product: ProductRef, low_threshold: int = 50) -> StockAnswer:
+async def stock_for(s: AsyncSession, product: ProductRef, low_threshold: int = 50
+                    ) -> StockAnswer:
     """Quantities per warehouse and a status word for one product."""
-    async with db.transaction() as s:
-        rows = (await s.execute(
-            select(Warehouse.code, StockLevel.quantity)
-            .join(Warehouse, Warehouse.id == StockLevel.warehouse_id)
-            .where(StockLevel.product_id == product.id)
-            .order_by(StockLevel.quantity.desc(), Warehouse.code)
-        )).all()
+    rows = (await s.execute(
+        select(Warehouse.code, StockLevel.quantity)
+        .join(Warehouse, Warehouse.id == StockLevel.warehouse_id)
+        .where(StockLevel.product_id == product.id)
+        .order_by(StockLevel.quantity.desc(), Warehouse.code)
+    )).all()
     by_wh = [(str(code), int(q)) for code, q in rows]
     total = sum(q for _, q in by_wh)
     status = "out" if total <= 0 else "low" if total < low_threshold else "available"
     return StockAnswer(product, total, by_wh, status)
 
 
-async def similar_in_stock(db: Database, product: ProductRef, limit: int = 3) -> list[ProductRef]:
+async def similar_in_stock(s: AsyncSession, product: ProductRef, limit: int = 3
+                           ) -> list[ProductRef]:
     """Products of the same category that are in stock now."""
-    async with db.transaction() as s:
-        rows = (await s.execute(
-            select(Product)
-            .join(StockLevel, StockLevel.product_id == Product.id)
-            .where(Product.category == product.category, Product.id != product.id)
-            .group_by(Product.id)
-            .having(func.sum(StockLevel.quantity) > 0)
-            .order_by(func.sum(StockLevel.quantity).desc())
-            .limit(limit)
-        )).scalars().all()
+    rows = (await s.execute(
+        select(Product)
+        .join(StockLevel, StockLevel.product_id == Product.id)
+        .where(Product.category == product.category, Product.id != product.id)
+        .group_by(Product.id)
+        .having(func.sum(StockLevel.quantity) > 0)
+        .order_by(func.sum(StockLevel.quantity).desc())
+        .limit(limit)
+    )).scalars().all()
     return [ProductRef(p.id, p.sku, p.name_zh, p.name_en, p.category, p.unit) for p in rows]
 
 
-async def catalogue_is_empty(db: Database) -> bool:
+async def catalogue_is_empty(s: AsyncSession) -> bool:
     """True before any product has been imported."""
-    async with db.transaction() as s:
-        return await s.scalar(select(Product.id).limit(1)) is None
+    return await s.scalar(select(Product.id).limit(1)) is None

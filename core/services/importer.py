@@ -37,6 +37,7 @@ from core.models import (
     Warehouse,
     utcnow,
 )
+from core.services import notifications
 from core.settings import ConfigError, load_settings
 
 Progress = Callable[[str, int, int], None]
@@ -168,6 +169,7 @@ class ImportReport:
 
     counts: dict[str, KindCounts] = field(default_factory=dict)
     restocked: list[str] = field(default_factory=list)
+    notices: int = 0  # back-in-stock notices queued for people who asked
     files: list[str] = field(default_factory=list)
     rows: int = 0
     seconds: float = 0.0
@@ -1017,7 +1019,10 @@ class _Writer:
                 self.progress(label, done, total)
         self.progress(label, total, total)
         after = await self._totals(check.stock_skus)
-        restocked = sorted(s for s in check.stock_skus if before.get(s, 0) <= 0 < after.get(s, 0))
+        # Only items that were stocked before and ran out count as back: the first import
+        # into an empty database brings nothing "back".
+        restocked = sorted(s for s in check.stock_skus
+                           if s in before and before[s] <= 0 < after.get(s, 0))
         return counts, restocked
 
     async def _totals(self, skus: Iterable[str]) -> dict[str, int]:
@@ -1171,6 +1176,7 @@ async def import_paths(
                     source, _dealer, Customer, "code", _columns)
             elif source.kind == "stock":
                 report.counts["stock"], report.restocked = await writer.stock(source)
+                report.notices = await notifications.queue_restock_notices(session)
             elif source.kind == "orders":
                 report.counts["orders"] = await writer.orders()
             elif source.kind == "promotions":

@@ -7,9 +7,9 @@ import re
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from core.db import Database
 from core.models import OPEN_ORDER_STATUSES, Order, OrderLine
 
 _ORDER_SHAPE = re.compile(r"^([A-Z]{1,4})(\d{8})(\d{3,6})$")
@@ -77,26 +77,24 @@ def _with_lines():  # type: ignore[no-untyped-def]
     return selectinload(Order.lines).selectinload(OrderLine.product)
 
 
-async def find_order(db: Database, customer_id: int, raw_order_no: str) -> OrderView | None:
+async def find_order(s: AsyncSession, customer_id: int, raw_order_no: str) -> OrderView | None:
     """The customer's own order with that number, or None (also for other customers' orders)."""
     order_no = normalize_order_no(raw_order_no)
     if order_no is None:
         return None
-    async with db.transaction() as s:
-        order = await s.scalar(
-            select(Order).options(_with_lines())
-            .where(Order.order_no == order_no, Order.customer_id == customer_id)
-        )
-        return _view(order) if order else None
+    order = await s.scalar(
+        select(Order).options(_with_lines())
+        .where(Order.order_no == order_no, Order.customer_id == customer_id)
+    )
+    return _view(order) if order else None
 
 
 async def recent_orders(
-    db: Database, customer_id: int, *, open_only: bool = False, limit: int = 5
+    s: AsyncSession, customer_id: int, *, open_only: bool = False, limit: int = 5
 ) -> list[OrderView]:
     """The customer's newest orders, optionally only those not yet delivered or cancelled."""
-    async with db.transaction() as s:
-        query = select(Order).options(_with_lines()).where(Order.customer_id == customer_id)
-        if open_only:
-            query = query.where(Order.status.in_(OPEN_ORDER_STATUSES))
-        rows = await s.scalars(query.order_by(Order.created_at.desc()).limit(limit))
-        return [_view(o) for o in rows]
+    query = select(Order).options(_with_lines()).where(Order.customer_id == customer_id)
+    if open_only:
+        query = query.where(Order.status.in_(OPEN_ORDER_STATUSES))
+    rows = await s.scalars(query.order_by(Order.created_at.desc()).limit(limit))
+    return [_view(o) for o in rows]

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import Database
 from core.models import Promotion
 
 
@@ -34,16 +34,15 @@ def today_in(timezone: str) -> dt.date:
 
 
 async def active_promotions(
-    db: Database, *, today: dt.date, region: str | None = None, channel: str | None = None,
+    s: AsyncSession, *, today: dt.date, region: str | None = None, channel: str | None = None,
     sku: str | None = None, limit: int = 10,
 ) -> list[PromotionView]:
     """Promotions running today that apply to this region, channel and (optionally) product."""
-    async with db.transaction() as s:
-        rows = (await s.scalars(
-            select(Promotion)
-            .where(Promotion.starts_on <= today, Promotion.ends_on >= today)
-            .order_by(Promotion.ends_on, Promotion.code)
-        )).all()
+    rows = (await s.scalars(
+        select(Promotion)
+        .where(Promotion.starts_on <= today, Promotion.ends_on >= today)
+        .order_by(Promotion.ends_on, Promotion.code)
+    )).all()
     out = []
     for p in rows:
         if p.regions and (not region or region not in p.regions):

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import Database
 from core.errors import NotFound
 from core.models import AuditLog, Customer, Ticket, TicketMessage, utcnow
 from core.settings import SupportSection
@@ -37,63 +37,57 @@ async def _view(s, t: Ticket, created: bool = False,  # type: ignore[no-untyped-
                       created, just_closed)
 
 
-async def open_ticket(db: Database, telegram_user_id: int, customer_id: int | None, kind: str,
-                      reason: str) -> TicketView:
+async def open_ticket(s: AsyncSession, telegram_user_id: int, customer_id: int | None,
+                      kind: str, reason: str) -> TicketView:
     """Open a ticket for the chat, or return the one already open."""
-    async with db.transaction() as s:
-        existing = await s.scalar(select(Ticket).where(
-            Ticket.telegram_user_id == telegram_user_id, Ticket.status == "open"))
-        if existing:
-            return await _view(s, existing)
-        t = Ticket(telegram_user_id=telegram_user_id, customer_id=customer_id,
-                   kind=kind if kind in ("handoff", "complaint") else "handoff",
-                   reason=reason[:2000])
-        s.add(t)
-        await s.flush()
-        s.add(AuditLog(actor=f"tg:{telegram_user_id}", action=f"ticket.open.{t.kind}",
-                       subject=f"ticket:{t.id}"))
-        return await _view(s, t, created=True)
+    existing = await s.scalar(select(Ticket).where(
+        Ticket.telegram_user_id == telegram_user_id, Ticket.status == "open"))
+    if existing:
+        return await _view(s, existing)
+    t = Ticket(telegram_user_id=telegram_user_id, customer_id=customer_id,
+               kind=kind if kind in ("handoff", "complaint") else "handoff",
+               reason=reason[:2000])
+    s.add(t)
+    await s.flush()
+    s.add(AuditLog(actor=f"tg:{telegram_user_id}", action=f"ticket.open.{t.kind}",
+                   subject=f"ticket:{t.id}"))
+    return await _view(s, t, created=True)
 
 
-async def open_ticket_for(db: Database, telegram_user_id: int) -> TicketView | None:
+async def open_ticket_for(s: AsyncSession, telegram_user_id: int) -> TicketView | None:
     """The chat's open ticket, if any (then the bot stays quiet)."""
-    async with db.transaction() as s:
-        t = await s.scalar(select(Ticket).where(
-            Ticket.telegram_user_id == telegram_user_id, Ticket.status == "open"))
-        return None if t is None else await _view(s, t)
+    t = await s.scalar(select(Ticket).where(
+        Ticket.telegram_user_id == telegram_user_id, Ticket.status == "open"))
+    return None if t is None else await _view(s, t)
 
 
-async def remember_staff_message(db: Database, ticket_id: int, chat_id: int,
+async def remember_staff_message(s: AsyncSession, ticket_id: int, chat_id: int,
                                  message_id: int) -> None:
     """Record a staff-group message that belongs to a ticket."""
-    async with db.transaction() as s:
-        s.add(TicketMessage(ticket_id=ticket_id, staff_chat_id=chat_id, message_id=message_id))
+    s.add(TicketMessage(ticket_id=ticket_id, staff_chat_id=chat_id, message_id=message_id))
 
 
-async def ticket_for_staff_message(db: Database, chat_id: int, message_id: int
+async def ticket_for_staff_message(s: AsyncSession, chat_id: int, message_id: int
                                    ) -> TicketView | None:
     """The ticket a staff-group message belongs to."""
-    async with db.transaction() as s:
-        t = await s.scalar(
-            select(Ticket).join(TicketMessage, TicketMessage.ticket_id == Ticket.id)
-            .where(TicketMessage.staff_chat_id == chat_id, TicketMessage.message_id == message_id))
-        return None if t is None else await _view(s, t)
+    t = await s.scalar(
+        select(Ticket).join(TicketMessage, TicketMessage.ticket_id == Ticket.id)
+        .where(TicketMessage.staff_chat_id == chat_id, TicketMessage.message_id == message_id))
+    return None if t is None else await _view(s, t)
 
 
-async def close_ticket(db: Database, ticket_id: int, closed_by: str) -> TicketView:
+async def close_ticket(s: AsyncSession, ticket_id: int, closed_by: str) -> TicketView:
     """Close a ticket (idempotent); the bot answers the chat again afterwards."""
-    async with db.transaction() as s:
-        t = await s.get(Ticket, ticket_id)
-        if t is None:
-            raise NotFound(f"no ticket {ticket_id}")
-        just_closed = t.status == "open"
-        if just_closed:
-            t.status = "closed"
-            t.closed_at = utcnow()
-            t.closed_by = closed_by[:100]
-            s.add(AuditLog(actor=closed_by[:100], action="ticket.close",
-                           subject=f"ticket:{t.id}"))
-        return await _view(s, t, just_closed=just_closed)
+    t = await s.get(Ticket, ticket_id)
+    if t is None:
+        raise NotFound(f"no ticket {ticket_id}")
+    just_closed = t.status == "open"
+    if just_closed:
+        t.status = "closed"
+        t.closed_at = utcnow()
+        t.closed_by = closed_by[:100]
+        s.add(AuditLog(actor=closed_by[:100], action="ticket.close", subject=f"ticket:{t.id}"))
+    return await _view(s, t, just_closed=just_closed)
 
 
 def staffed_now(support: SupportSection, timezone: str, now: dt.datetime | None = None

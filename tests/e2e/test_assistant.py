@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from sandbox.harness import Harness, buttons, texts
 from core.db import Database
 from core.models import Product, StockLevel
 from core.services.catalogue import RECHECK_SECONDS
 from core.services.importer import import_paths
+from sandbox.harness import Harness, buttons, texts
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

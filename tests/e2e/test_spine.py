@@ -8,10 +8,10 @@ import time
 import pytest
 from sqlalchemy import select
 
-from sandbox.harness import Harness, buttons, texts
 from core.db import Database
 from core.models import Customer, Order
 from core.services import accounts
+from sandbox.harness import Harness, buttons, texts
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

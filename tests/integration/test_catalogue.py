@@ -17,6 +17,7 @@ from core.models import Product
 from core.services import catalogue
 from core.services.catalogue import ProductRef, resolve_product, similar_in_stock, stock_for
 from core.services.importer import import_paths
+from tests.conftest import uow
 
 HEADER = "sku,name_zh,name_en,aliases,category,unit,price\n"
 PRODUCTS = HEADER + (
@@ -54,7 +55,7 @@ async def shop(db: Database, tmp_path: Path) -> Database:
 
 
 async def _ref(db: Database, sku: str) -> ProductRef:
-    res = await resolve_product(db, sku)
+    res = await uow(db, resolve_product, sku)
     assert res.unique is not None and res.unique.sku == sku
     return res.unique
 
@@ -76,7 +77,7 @@ async def _ref(db: Database, sku: str) -> ProductRef:
     "oolong osmanthus",  # words out of order
 ])
 async def test_a_product_imported_just_now_is_found_every_way(shop: Database, phrase: str) -> None:
-    res = await resolve_product(shop, phrase)
+    res = await uow(shop, resolve_product, phrase)
     assert res.unique is not None, (phrase, res)
     assert res.unique.sku == "TE-7001"
     assert res.unique.name_zh == "桂花乌龙茶 500ml"
@@ -90,7 +91,7 @@ async def test_a_product_imported_just_now_is_found_every_way(shop: Database, ph
 ])
 async def test_an_ambiguous_mention_offers_every_fitting_product(shop: Database, phrase: str,
                                                                  skus: set[str]) -> None:
-    res = await resolve_product(shop, phrase)
+    res = await uow(shop, resolve_product, phrase)
     assert res.unique is None
     assert {p.sku for p in res.matches} == skus
 
@@ -101,52 +102,52 @@ async def test_an_ambiguous_mention_offers_every_fitting_product(shop: Database,
     ("beef noodles cup", "MI-8102"),  # the only cup
 ])
 async def test_more_words_pick_one_of_the_ambiguous(shop: Database, phrase: str, sku: str) -> None:
-    res = await resolve_product(shop, phrase)
+    res = await uow(shop, resolve_product, phrase)
     assert res.unique is not None and res.unique.sku == sku
 
 
 async def test_a_close_miss_gets_suggestions_but_no_match(shop: Database) -> None:
-    res = await resolve_product(shop, "桂花奶茶")  # not sold; 桂花乌龙茶 is close
+    res = await uow(shop, resolve_product, "桂花奶茶")  # not sold; 桂花乌龙茶 is close
     assert res.matches == [] and res.unique is None
     assert "TE-7001" in [p.sku for p in res.suggestions]
 
 
 @pytest.mark.parametrize("phrase", ["xyzzy qwerty", "可口可乐还有货吗", "你好", "", "   "])
 async def test_nonsense_matches_nothing(shop: Database, phrase: str) -> None:
-    res = await resolve_product(shop, phrase)
+    res = await uow(shop, resolve_product, phrase)
     assert res.matches == [] and res.suggestions == []
 
 
 async def test_a_flavour_or_size_the_catalogue_lacks_is_not_guessed(shop: Database) -> None:
     # 番茄 (tomato) is no flavour of ours, and TE-7001 comes in 500ml only.
     for phrase in ("番茄牛肉面", "桂花乌龙茶 2L"):
-        res = await resolve_product(shop, phrase)
+        res = await uow(shop, resolve_product, phrase)
         assert res.unique is None, phrase
-    sized = await resolve_product(shop, "桂花乌龙茶 2L")
+    sized = await uow(shop, resolve_product, "桂花乌龙茶 2L")
     assert "TE-7001" in [p.sku for p in sized.suggestions]
 
 
 async def test_an_unknown_sku_does_not_match(shop: Database) -> None:
-    res = await resolve_product(shop, "TE-7999 有货吗")
+    res = await uow(shop, resolve_product, "TE-7999 有货吗")
     assert res.matches == []
 
 
 async def test_stock_status_and_quantities_per_warehouse(shop: Database) -> None:
-    available = await stock_for(shop, await _ref(shop, "TE-7001"), low_threshold=50)
+    available = await uow(shop, stock_for, await _ref(shop, "TE-7001"), low_threshold=50)
     assert available.status == "available"
     assert available.total == 420
     assert available.by_warehouse == [("上海仓", 300), ("广州仓", 120)]
 
-    low = await stock_for(shop, await _ref(shop, "TE-7002"), low_threshold=50)
+    low = await uow(shop, stock_for, await _ref(shop, "TE-7002"), low_threshold=50)
     assert low.status == "low"
     assert low.total == 10
     assert low.by_warehouse == [("上海仓", 10), ("广州仓", 0)]
 
-    out = await stock_for(shop, await _ref(shop, "TE-7003"), low_threshold=50)
+    out = await uow(shop, stock_for, await _ref(shop, "TE-7003"), low_threshold=50)
     assert out.status == "out" and out.total == 0
     assert sorted(out.by_warehouse) == [("上海仓", 0), ("广州仓", 0)]
 
-    never_stocked = await stock_for(shop, await _ref(shop, "MI-8104"))
+    never_stocked = await uow(shop, stock_for, await _ref(shop, "MI-8104"))
     assert never_stocked.status == "out" and never_stocked.by_warehouse == []
 
     assert available.as_vars()["warehouses"] == [
@@ -155,26 +156,26 @@ async def test_stock_status_and_quantities_per_warehouse(shop: Database) -> None
 
 async def test_similar_in_stock_is_same_category_and_in_stock(shop: Database) -> None:
     barley = await _ref(shop, "TE-7003")  # out of stock
-    assert [p.sku for p in await similar_in_stock(shop, barley)] == ["TE-7001", "TE-7002"]
+    assert [p.sku for p in await uow(shop, similar_in_stock, barley)] == ["TE-7001", "TE-7002"]
     mala = await _ref(shop, "MI-8102")  # out of stock
-    assert [p.sku for p in await similar_in_stock(shop, mala)] == ["MI-8101", "MI-8103"]
-    assert [p.sku for p in await similar_in_stock(shop, mala, limit=1)] == ["MI-8101"]
+    assert [p.sku for p in await uow(shop, similar_in_stock, mala)] == ["MI-8101", "MI-8103"]
+    assert [p.sku for p in await uow(shop, similar_in_stock, mala, limit=1)] == ["MI-8101"]
 
 
 async def test_html_in_names_is_kept_as_data(shop: Database) -> None:
     for phrase in ("MI-8103", "老卤面还有吗"):
-        res = await resolve_product(shop, phrase)
+        res = await uow(shop, resolve_product, phrase)
         assert res.unique is not None and res.unique.sku == "MI-8103", phrase
         assert res.unique.name_zh == "<b>限量</b>老卤面"
         assert res.unique.name_en == "<script>alert(1)</script> Braised Noodles"
-    answer = await stock_for(shop, res.unique)
+    answer = await uow(shop, stock_for, res.unique)
     assert answer.as_vars()["name_en"] == "<script>alert(1)</script> Braised Noodles"
     assert answer.total == 5
 
 
 async def test_a_product_imported_after_a_lookup_is_found(shop: Database, tmp_path: Path) -> None:
-    assert (await resolve_product(shop, "桂花乌龙茶")).unique is not None  # index built
-    before = await resolve_product(shop, "茉莉龙井还有货吗")
+    assert (await uow(shop, resolve_product, "桂花乌龙茶")).unique is not None  # index built
+    before = await uow(shop, resolve_product, "茉莉龙井还有货吗")
     assert before.matches == []
 
     await import_paths(shop, [_write(tmp_path / "later", HEADER + (
@@ -182,27 +183,27 @@ async def test_a_product_imported_after_a_lookup_is_found(shop: Database, tmp_pa
         "TE-7001,桂花乌龙茶 500ml,Osmanthus Oolong Tea 500ml,桂花烏龍|秋香茶,茶饮料,箱,52.00\n"
     ))])
 
-    after = await resolve_product(shop, "茉莉龙井还有货吗")
+    after = await uow(shop, resolve_product, "茉莉龙井还有货吗")
     assert after.unique is not None and after.unique.sku == "TE-7009"
-    assert (await resolve_product(shop, "jasmine longjing")).unique.sku == "TE-7009"
+    assert (await uow(shop, resolve_product, "jasmine longjing")).unique.sku == "TE-7009"
     # An existing product's new alias counts at once, and its dropped alias no longer does.
-    assert (await resolve_product(shop, "秋香茶有吗")).unique.sku == "TE-7001"
-    assert (await resolve_product(shop, "花香乌龙")).unique is None
+    assert (await uow(shop, resolve_product, "秋香茶有吗")).unique.sku == "TE-7001"
+    assert (await uow(shop, resolve_product, "花香乌龙")).unique is None
 
 
 async def test_a_write_by_another_process_is_seen_after_the_recheck_interval(
         shop: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert (await resolve_product(shop, "桂花乌龙茶")).unique is not None  # index built
+    assert (await uow(shop, resolve_product, "桂花乌龙茶")).unique is not None  # index built
     # A plain connection, as another process's import would look from here: no session events.
     async with shop.engine.begin() as conn:
         await conn.execute(insert(Product.__table__).values(
             sku="TE-7010", name_zh="陈皮普洱 500ml", name_en="Tangerine Peel Pu-erh 500ml",
             aliases=[], category="茶饮料", unit="箱", price=Decimal("60.00")))
     monkeypatch.setattr(catalogue, "RECHECK_SECONDS", 0.0)
-    res = await resolve_product(shop, "陈皮普洱")
+    res = await uow(shop, resolve_product, "陈皮普洱")
     assert res.unique is not None and res.unique.sku == "TE-7010"
 
 
 async def test_an_empty_catalogue_matches_nothing(db: Database) -> None:
-    res = await resolve_product(db, "桂花乌龙茶")
+    res = await uow(db, resolve_product, "桂花乌龙茶")
     assert res.matches == [] and res.suggestions == []

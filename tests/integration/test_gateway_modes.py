@@ -12,17 +12,18 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from sandbox.emulator import running_emulator
-from sandbox.harness import free_port
 from bot.launcher import Proc, Stack, read_procfile
 from core.cli import cmd_migrate
 from core.settings import load_settings
+from sandbox.emulator import running_emulator
+from sandbox.harness import free_port
 
 
 async def run_gateway(tmp_path: Path, emu_url: str, extra: dict[str, str]) -> Stack:
     env = {k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"}
     env.update({
         "TELEGRAM_BOT_TOKEN": "4242:real-looking-token",
+        "TELEGRAM_STAFF_CHAT_ID": "-1009999",
         "TELEGRAM_API_BASE_URL": f"{emu_url}/bot",
         "TELEGRAM_FILE_BASE_URL": f"{emu_url}/file/bot",
         "APP_DATA_DIR": str(tmp_path),

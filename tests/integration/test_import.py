@@ -87,7 +87,7 @@ async def test_good_import_stores_what_the_operator_sent(db: Database, tmp_path:
 
     assert {k: c.created for k, c in report.counts.items()} == {
         "products": 3, "retailers": 2, "dealers": 2, "stock": 4, "orders": 2, "promotions": 2}
-    assert report.restocked == ["BV-4001", "NO-2001"]  # BV-4011 has 0 everywhere
+    assert report.restocked == []  # a first import brings nothing "back in stock"
     async with db.transaction() as s:
         tea = await s.scalar(select(Product).where(Product.sku == "BV-4001"))
         noodles = await s.scalar(select(Product).where(Product.sku == "NO-2001"))
@@ -167,6 +167,14 @@ async def test_bad_rows_reject_the_whole_import_and_change_nothing(
     ]
     assert await row_counts(db) == counts
     assert await snapshot(db) == before
+
+
+async def test_only_items_that_ran_out_come_back_in_stock(db: Database, tmp_path: Path) -> None:
+    await import_paths(db, [write(tmp_path / "a", **ALL)])
+    restock = "sku,warehouse,quantity\nBV-4011,上海仓,30\nBV-4001,广州仓,5\n"
+    report = await import_paths(db, [write(tmp_path / "b", stock=restock)])
+    # BV-4011 had 0 everywhere and now has 30; BV-4001 was in stock all along.
+    assert report.restocked == ["BV-4011"]
 
 
 async def test_references_may_point_at_rows_already_stored(db: Database, tmp_path: Path) -> None:

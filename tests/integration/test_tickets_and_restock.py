@@ -7,9 +7,10 @@ from sqlalchemy import select
 
 from core.db import Database
 from core.errors import NotFound
-from core.models import AuditLog, Customer, Product, StockLevel, Warehouse
+from core.models import AuditLog, Customer, OutboxMessage, Product, StockLevel, Warehouse
 from core.services import notifications, tickets
 from core.settings import SupportSection
+from tests.conftest import uow
 
 
 async def test_one_open_ticket_per_chat_and_closing_is_audited(db: Database) -> None:
@@ -18,21 +19,21 @@ async def test_one_open_ticket_per_chat_and_closing_is_audited(db: Database) -> 
         s.add(c)
         await s.flush()
         cid = c.id
-    first = await tickets.open_ticket(db, 5, cid, "complaint", "箱子破了")
-    again = await tickets.open_ticket(db, 5, cid, "handoff", "人呢")
+    first = await uow(db, tickets.open_ticket, 5, cid, "complaint", "箱子破了")
+    again = await uow(db, tickets.open_ticket, 5, cid, "handoff", "人呢")
     assert first.created and not again.created and again.id == first.id
     assert first.kind == "complaint" and first.customer_code == "R1"
-    await tickets.remember_staff_message(db, first.id, -100, 42)
-    assert (await tickets.ticket_for_staff_message(db, -100, 42)).id == first.id
-    assert await tickets.ticket_for_staff_message(db, -100, 43) is None
-    closed = await tickets.close_ticket(db, first.id, "staff:李")
+    await uow(db, tickets.remember_staff_message, first.id, -100, 42)
+    assert (await uow(db, tickets.ticket_for_staff_message, -100, 42)).id == first.id
+    assert await uow(db, tickets.ticket_for_staff_message, -100, 43) is None
+    closed = await uow(db, tickets.close_ticket, first.id, "staff:李")
     assert closed.status == "closed"
-    assert await tickets.open_ticket_for(db, 5) is None
+    assert await uow(db, tickets.open_ticket_for, 5) is None
     async with db.transaction() as s:
         actions = set((await s.scalars(select(AuditLog.action))).all())
     assert {"ticket.open.complaint", "ticket.close"} <= actions
     with pytest.raises(NotFound):
-        await tickets.close_ticket(db, 999, "x")
+        await uow(db, tickets.close_ticket, 999, "x")
 
 
 def test_business_hours() -> None:
@@ -47,7 +48,7 @@ def test_business_hours() -> None:
     assert tickets.staffed_now(support, "Asia/Shanghai", monday_20) == (False, "2026-11-24 09:00")
 
 
-async def test_restock_notification_is_claimed_once(db: Database) -> None:
+async def test_restock_notice_is_queued_once_when_stock_returns(db: Database) -> None:
     async with db.transaction() as s:
         p = Product(sku="BV-1", name_zh="冰红茶", name_en="Iced tea")
         w = Warehouse(code="上海仓")
@@ -55,17 +56,18 @@ async def test_restock_notification_is_claimed_once(db: Database) -> None:
         await s.flush()
         s.add(StockLevel(product_id=p.id, warehouse_id=w.id, quantity=0))
         pid, wid = p.id, w.id
-    assert await notifications.subscribe(db, 9, "BV-1") is True
-    assert await notifications.subscribe(db, 9, "BV-1") is False
+    assert await uow(db, notifications.subscribe, 9, "BV-1") is True
+    assert await uow(db, notifications.subscribe, 9, "BV-1") is False
     with pytest.raises(NotFound):
-        await notifications.subscribe(db, 9, "NOPE")
-    assert await notifications.claim_due(db) == []  # still out of stock
+        await uow(db, notifications.subscribe, 9, "NOPE")
+    assert await uow(db, notifications.queue_restock_notices) == 0  # still out of stock
     async with db.transaction() as s:
         level = await s.scalar(select(StockLevel).where(StockLevel.product_id == pid,
                                                         StockLevel.warehouse_id == wid))
         level.quantity = 12
-    due = await notifications.claim_due(db)
-    assert [(d.telegram_user_id, d.sku, d.total) for d in due] == [(9, "BV-1", 12)]
-    assert await notifications.claim_due(db) == []  # never twice
-    await notifications.release(db, due[0].subscription_id)
-    assert len(await notifications.claim_due(db)) == 1  # a failed send is retried
+    assert await uow(db, notifications.queue_restock_notices) == 1
+    assert await uow(db, notifications.queue_restock_notices) == 0  # never twice
+    async with db.transaction() as s:
+        queued = (await s.scalars(select(OutboxMessage))).all()
+    assert [(m.chat_id, m.template, m.variables["total"]) for m in queued] == [
+        (9, "back_in_stock", 12)]

@@ -16,7 +16,7 @@ def test_procfile_names_every_process() -> None:
 
 def test_emulator_only_in_sandbox_mode() -> None:
     assert [p.name for p in standard_procs(load_settings(env={}))][0] == "emulator"
-    real = load_settings(env={"TELEGRAM_BOT_TOKEN": "1:x"})
+    real = load_settings(env={"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_STAFF_CHAT_ID": "-100"})
     assert "emulator" not in [p.name for p in standard_procs(real)]
 
 

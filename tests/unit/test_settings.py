@@ -47,7 +47,8 @@ def test_webhook_mode_refuses_to_start_without_its_secret() -> None:
            "TELEGRAM_WEBHOOK_URL": "https://bot.example/telegram"}
     with pytest.raises(ConfigError, match="TELEGRAM_WEBHOOK_SECRET"):
         load_settings(env=env)
-    assert load_settings(env={**env, "TELEGRAM_WEBHOOK_SECRET": "s" * 32}).telegram.mode == "webhook"
+    settings = load_settings(env={**env, "TELEGRAM_WEBHOOK_SECRET": "s" * 32})
+    assert settings.telegram.mode == "webhook"
 
 
 def test_a_real_token_needs_a_staff_group() -> None:
