@@ -8,6 +8,7 @@ worker (bot/delivery) claims the rows and sends them within Telegram's limits.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -15,6 +16,41 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import PRIORITY_NOTICE, Campaign, OutboxMessage, utcnow
+
+
+# After-send effects, by message kind, run by the worker in the same transaction that records
+# the outcome (e.g. a ticket's staff post remembers its Telegram message id, so staff replies
+# find the ticket). Services register them at import time; the worker imports the services.
+AfterSent = Callable[[AsyncSession, OutboxMessage, int], Awaitable[None]]
+AfterFailed = Callable[[AsyncSession, OutboxMessage, str], Awaitable[None]]
+_after_sent: dict[str, AfterSent] = {}
+_after_failed: dict[str, AfterFailed] = {}
+
+
+def on_sent(kind: str) -> Callable[[AfterSent], AfterSent]:
+    """Register `fn(session, message, telegram_message_id)` for messages of `kind` once sent."""
+    def register(fn: AfterSent) -> AfterSent:
+        _after_sent[kind] = fn
+        return fn
+    return register
+
+
+def on_failed(kind: str) -> Callable[[AfterFailed], AfterFailed]:
+    """Register `fn(session, message, reason)` for messages of `kind` that failed for good."""
+    def register(fn: AfterFailed) -> AfterFailed:
+        _after_failed[kind] = fn
+        return fn
+    return register
+
+
+def after_sent_hook(kind: str) -> AfterSent | None:
+    """The after-send effect registered for `kind`, if any."""
+    return _after_sent.get(kind)
+
+
+def after_failed_hook(kind: str) -> AfterFailed | None:
+    """The permanent-failure effect registered for `kind`, if any."""
+    return _after_failed.get(kind)
 
 
 def _insert(s: AsyncSession):  # type: ignore[no-untyped-def]
