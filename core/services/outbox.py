@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import PRIORITY_NOTICE, Campaign, OutboxMessage, utcnow
 
-
 # After-send effects, by message kind, run by the worker in the same transaction that records
 # the outcome (e.g. a ticket's staff post remembers its Telegram message id, so staff replies
 # find the ticket). Services register them at import time; the worker imports the services.
