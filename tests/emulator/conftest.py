@@ -30,7 +30,9 @@ class Control:
 
     async def request(self, method: str, path: str, body: Any = None,
                       expect: int = 200) -> Any:
-        """Call the control API and assert the status."""
+        """Call the control API and assert the status (POST/DELETE always send JSON)."""
+        if body is None and method not in ("GET", "HEAD"):
+            body = {}
         async with self.session.request(method, f"{self.base}/_emulator/{path}",
                                         json=body) as resp:
             data = await resp.json(content_type=None)
