@@ -122,6 +122,8 @@ class Harness:
 
     async def control(self, method: str, path: str, body: Any = None) -> Any:
         """Call the emulator's control API."""
+        if body is None and method != "GET":
+            body = {}  # the emulator takes JSON only on state-changing routes
         async with self.http.request(method, f"{self.emulator}/_emulator/{path}",
                                      json=body) as resp:
             data = await resp.json(content_type=None)
@@ -134,8 +136,12 @@ class Harness:
         return int((await self.control("GET", "health"))["last_seq"])
 
     async def replies(self, chat_id: int, after: int, timeout: float = 20,
-                      settle: float = 0.8, expect: int = 1) -> list[dict]:
-        """Bot messages to a chat after `after`, once `expect` arrived and it went quiet."""
+                      settle: float = 1.3, expect: int = 1) -> list[dict]:
+        """Bot messages to a chat after `after`, once `expect` arrived and it went quiet.
+
+        Quiet means `settle` seconds without a message: longer than the pause after a 429 in
+        a private chat (Telegram allows a short burst, then about one message a second).
+        """
         got: list[dict] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
