@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import json
 import os
 import secrets
@@ -117,7 +118,7 @@ class Proc:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     output_task: asyncio.Task | None = None
     log_path: Path | None = None
-    echo: bool = True
+    echo: bool = True  # False: output only in the log file (Rasa's warnings would fill a screen)
 
 
 class Stack:
@@ -140,6 +141,7 @@ class Stack:
             "/bin/sh", "-c", proc.command, cwd=PROJECT_ROOT, env=self.env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # its own process group, so Ctrl+C reaches it through us
+            preexec_fn=_die_with_parent,
         )
         self.procs.append(proc)
         proc.output_task = asyncio.create_task(self._pump(proc, len(self.procs) - 1))
@@ -177,7 +179,7 @@ class Stack:
                 if log_file:
                     log_file.write(line + "\n")
                     log_file.flush()
-                if self.echo:
+                if self.echo and proc.echo:
                     print(f"{color}{proc.name:>9} |{reset} {line}", flush=True)
         finally:
             if log_file:
@@ -196,26 +198,47 @@ class Stack:
         return waits[next(iter(done))]
 
     async def stop(self, grace: float = 10) -> None:
-        """SIGTERM every process group (newest first), then SIGKILL what is left."""
-        for proc in reversed(self.procs):
-            if proc.process and proc.process.returncode is None:
-                try:
-                    os.killpg(proc.process.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+        """Stop in reverse start order, one at a time: SIGTERM, then SIGKILL after `grace`.
+
+        The gateway stops before the emulator it polls, Rasa before the action server it calls,
+        so nothing logs a traceback about a peer that went away first.
+        """
         for proc in reversed(self.procs):
             if proc.process is None:
                 continue
-            try:
-                await asyncio.wait_for(proc.process.wait(), grace)
-            except TimeoutError:
+            if proc.process.returncode is None:
+                _signal_group(proc.process.pid, signal.SIGTERM)
                 try:
-                    os.killpg(proc.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                await proc.process.wait()
+                    await asyncio.wait_for(proc.process.wait(), grace)
+                except TimeoutError:
+                    _signal_group(proc.process.pid, signal.SIGKILL)
+                    await proc.process.wait()
+            # Whatever the process left in its group (e.g. Rasa's helpers) goes too.
+            _signal_group(proc.process.pid, signal.SIGKILL)
             if proc.output_task:
                 await asyncio.gather(proc.output_task, return_exceptions=True)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the launcher dies (closed terminal, kill -9).
+
+    Each child has its own session (so Ctrl+C is handled once, by the launcher), which also
+    means nothing would stop it if the launcher vanished; Linux's parent-death signal does.
+    """
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:  # not Linux: the launcher's own signal handlers still stop the children
+        pass
 
 
 def standard_procs(settings: Settings) -> list[Proc]:
@@ -227,7 +250,7 @@ def standard_procs(settings: Settings) -> list[Proc]:
                           ready_url=f"{settings.sandbox.url}/"))
     procs.append(Proc("actions", commands["actions"],
                       ready_url=f"http://{settings.actions.host}:{settings.actions.port}/health"))
-    procs.append(Proc("rasa", commands["rasa"], ready_url=f"{settings.rasa.url}/"))
+    procs.append(Proc("rasa", commands["rasa"], ready_url=f"{settings.rasa.url}/", echo=False))
     procs.append(Proc("gateway", commands["gateway"], ready_line="gateway ready"))
     return procs
 
@@ -277,7 +300,7 @@ async def main_async(args: argparse.Namespace) -> int:
     stack = Stack(env, log_dir=settings.data_path / "logs")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: terminal closed
         loop.add_signal_handler(sig, stop.set)
     code = 0
     try:
@@ -289,7 +312,8 @@ async def main_async(args: argparse.Namespace) -> int:
                 starting.cancel()
                 return 130
             stopping.cancel()
-            print(f"  {proc.name} ready in {starting.result():.1f} s", flush=True)
+            where = f" (output in {proc.log_path})" if not proc.echo and proc.log_path else ""
+            print(f"  {proc.name} ready in {starting.result():.1f} s{where}", flush=True)
             if proc.name == "emulator":
                 await register_sandbox_chats(settings)
         elapsed = time.monotonic() - t0
