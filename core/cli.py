@@ -102,6 +102,39 @@ async def cmd_link_code(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_tickets(settings: Settings, args: argparse.Namespace) -> int:
+    """List hand-off tickets, or close one (the customer is told through the outbox)."""
+    from core.errors import NotFound
+    from core.services import tickets
+
+    db = _db(settings)
+    try:
+        await upgrade(db.engine)
+        async with db.transaction() as s:
+            if args.action == "list":
+                rows = await tickets.list_tickets(s, None if args.status == "all"
+                                                  else args.status, args.limit)
+                print(f"{'#':>6}  {'status':<11} {'kind':<9} {'created (UTC)':<16} "
+                      f"{'answered':<8} customer")
+                for t in rows:
+                    created = t.created_at.strftime("%Y-%m-%d %H:%M") if t.created_at else ""
+                    who = t.customer_code or f"tg {t.telegram_user_id}"
+                    print(f"{t.id:>6}  {t.status:<11} {t.kind:<9} {created:<16} "
+                          f"{'yes' if t.answered else 'no':<8} {who}")
+                return 0
+            try:
+                t = await tickets.close_and_notify(s, args.ticket_id, f"cli:{args.by}",
+                                                   settings.app.default_locale)
+            except NotFound:
+                print(f"error: no ticket #{args.ticket_id}", file=sys.stderr)
+                return 1
+    finally:
+        await db.dispose()
+    print(f"ticket #{t.id} " + ("closed; the customer will be told" if t.just_closed
+                                else f"was already {t.status}"))
+    return 0
+
+
 def _progress(label: str, done: int, total: int) -> None:
     width = 30
     filled = int(width * done / total) if total else width
@@ -157,10 +190,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", choices=["admin", "customer_service", "trainer"],
                    default="customer_service", help="role for --staff")
     p.add_argument("--by", default="cli", help="who issues the code (for the audit log)")
+
+    p = sub.add_parser("tickets", help="list or close hand-off tickets",
+                       description="Hand-off tickets: list them, or close one.")
+    tsub = p.add_subparsers(dest="action", required=True)
+    lp = tsub.add_parser("list", help="list tickets, newest first",
+                         description="List hand-off tickets, newest first.")
+    lp.add_argument("--status", default="active",
+                    choices=["active", "all", "pending", "open", "unreachable", "closed",
+                             "cancelled"],
+                    help="which tickets (default active: pending or open)")
+    lp.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    cp = tsub.add_parser("close", help="close a ticket; the customer is told",
+                         description="Close ticket N; the customer gets the usual notice "
+                                     "(queued in the outbox, sent by the delivery worker).")
+    cp.add_argument("ticket_id", type=int, metavar="N", help="ticket number")
+    cp.add_argument("--by", default="staff", help="who closes it (for the audit log)")
     return parser
 
 
 COMMANDS = {
+    "tickets": cmd_tickets,
     "migrate": cmd_migrate,
     "import": cmd_import,
     "seed-demo": cmd_seed_demo,

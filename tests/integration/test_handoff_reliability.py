@@ -148,3 +148,32 @@ async def test_long_button_payloads_outlive_the_process(db: Database) -> None:
     finally:
         await other.dispose()
 
+
+
+async def test_cli_lists_and_closes_tickets(tmp_path, capsys) -> None:
+    import argparse
+
+    from core.cli import build_parser, cmd_tickets
+    from core.migrate import upgrade
+    from core.settings import load_settings
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    settings = load_settings(env={"DATABASE_URL": url, "APP_DATA_DIR": str(tmp_path)})
+    db = Database(url)
+    await upgrade(db.engine)
+    ticket = await uow(db, tickets.open_ticket, 61, None, "complaint", "破了")
+    await db.dispose()
+    args = build_parser().parse_args(["tickets", "list"])
+    assert await cmd_tickets(settings, args) == 0
+    assert f"{ticket.id}  pending" in capsys.readouterr().out
+    assert await cmd_tickets(settings, argparse.Namespace(
+        action="close", ticket_id=ticket.id, by="李")) == 0
+    assert "closed; the customer will be told" in capsys.readouterr().out
+    assert await cmd_tickets(settings, argparse.Namespace(
+        action="close", ticket_id=999, by="李")) == 1
+    db = Database(url)
+    async with db.transaction() as s:
+        assert (await s.get(Ticket, ticket.id)).status == "closed"
+        notice = await s.scalar(select(OutboxMessage))
+        assert (notice.chat_id, notice.template) == (61, "handoff_closed")
+    await db.dispose()
