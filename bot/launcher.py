@@ -125,7 +125,7 @@ def rasa_stores(settings: Settings, env: dict[str, str]) -> str:
     else:
         env["RASA_TRACKER_DB_PASSWORD"] = url.password or ""
         out = ("tracker_store:\n  type: SQL\n  dialect: postgresql\n"
-               f"  host: {json.dumps(url.host or '127.0.0.1')}\n  port: {url.port or 5432}\n"
+               f"  url: {json.dumps(url.host or '127.0.0.1')}\n  port: {url.port or 5432}\n"
                f"  username: {json.dumps(url.username or 'postgres')}\n"
                + ("  password: ${RASA_TRACKER_DB_PASSWORD}\n" if url.password else "")
                + f"  db: {json.dumps((url.database or 'postgres') + '_rasa')}\n"

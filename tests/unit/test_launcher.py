@@ -50,7 +50,7 @@ def test_postgres_tracker_store_and_redis_lock_store(tmp_path: Path) -> None:
     assert "s3cret" not in text and "r3dis" not in text  # passwords only in the environment
     endpoints = yaml.safe_load(text)
     assert endpoints["tracker_store"] == {
-        "type": "SQL", "dialect": "postgresql", "host": "db.internal", "port": 5433,
+        "type": "SQL", "dialect": "postgresql", "url": "db.internal", "port": 5433,
         "username": "bob", "password": "${RASA_TRACKER_DB_PASSWORD}", "db": "desk_rasa",
         "login_db": "desk"}
     assert env["RASA_TRACKER_DB_PASSWORD"] == "s3cret"
