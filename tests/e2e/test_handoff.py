@@ -115,8 +115,9 @@ async def test_a_message_right_after_the_handoff_goes_to_staff(system: Harness) 
 
 async def test_long_messages_reach_both_sides_and_failures_reach_staff(system: Harness) -> None:
     customer = {"id": 777005, "first_name": "周店长", "language_code": "zh-hans", "is_bot": False}
-    for i in range(8):  # a long transcript: the staff post is over 4,096 characters
-        await system.say(customer, f"第{i}件事：" + "箱子破了，" * 120)
+    # A long transcript (the harness keeps 20 lines): the staff post is over 4,096 characters.
+    for i in range(9):
+        await system.say(customer, f"第{i}段：" + "今天天气不错。" * 72)
     after = await system.last_seq()
     await system.say(customer, "我要转人工，找客服")
     posted = await system.replies(system.settings.staff_chat_id, after, timeout=10, expect=2)
