@@ -92,6 +92,8 @@ class Worker:
         self.stats = Stats()
         self.migrations: dict[int, int] = {}
         # One second of sending, so a claim never holds much that is not being sent.
+        # A buffered row this close to its lease end goes back rather than risk a double send.
+        self.lease_margin = min(5.0, self.cfg.lease_seconds / 4)
         self.buffer_target = max(self.concurrency, min(self.cfg.batch_size, int(self.rate) + 1))
 
     # -- running -------------------------------------------------------------------------
@@ -226,7 +228,7 @@ class Worker:
         chat_id = self.migrations.get(row.chat_id, row.chat_id)
         parts = part_count(row, self.locale)
         wait = self.pacer.delay(chat_id, parts)
-        if wait > DEFER_SECONDS or time.monotonic() > item.lease_end - 5:
+        if wait > DEFER_SECONDS or time.monotonic() > item.lease_end - self.lease_margin:
             # The chat must wait (or the lease is nearly over): back to the queue, no sender held.
             self.stats.deferred += 1
             await self._db_retry(store.release, self.db, [row.id], self.worker_id,
