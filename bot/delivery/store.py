@@ -49,16 +49,19 @@ async def claim(db: Database, worker_id: str, limit: int, lease_seconds: float,
         due = due.where(OutboxMessage.priority > PRIORITY_BULK)
     if not db.is_sqlite:  # rows another worker is claiming right now are skipped, not waited on
         due = due.with_for_update(skip_locked=True)
-    stmt = (update(OutboxMessage)
+    async with db.transaction() as s:
+        # Two statements: PostgreSQL may run an IN (… LIMIT n) subquery more than once.
+        ids = list((await s.scalars(due)).all())
+        if not ids:
+            return []
+        rows = list((await s.scalars(
+            update(OutboxMessage)
             # status is checked again: on SQLite two claims can select the same ids
-            .where(OutboxMessage.id.in_(due.scalar_subquery()),
-                   OutboxMessage.status == "queued")
+            .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "queued")
             .values(status="sending", claimed_by=worker_id,
                     lease_until=now + dt.timedelta(seconds=lease_seconds), in_call_at=None)
             .returning(OutboxMessage)
-            .execution_options(synchronize_session=False))
-    async with db.transaction() as s:
-        rows = list((await s.scalars(stmt)).all())
+            .execution_options(synchronize_session=False))).all())
     rows.sort(key=lambda r: (-r.priority, r.id))
     return rows
 
