@@ -6,8 +6,7 @@ import asyncio
 import datetime as dt
 import sqlite3
 
-import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from bot.delivery import store
 from bot.delivery.worker import Worker
@@ -170,7 +169,7 @@ async def test_database_briefly_unavailable_the_worker_keeps_going(
         db: Database, emu, ctl, tgbot, tmp_path) -> None:
     await private_chats(ctl, 50_001, 50_002)
     await uow(db, outbox.enqueue, 50_001, text="before")
-    async with running_worker(fast_settings(), db, tgbot) as worker:
+    async with running_worker(fast_settings(), db, tgbot):
         await wait_until(lambda: _sent(db, 1), what="first sent")
         await uow(db, outbox.enqueue, 50_002, text="after")
         broken = await _break(db)
