@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from bot.delivery import store
+from bot.delivery.worker import Worker
 from core.db import Database
 from core.migrate import upgrade
 from core.models import PRIORITY_BULK
@@ -21,7 +22,6 @@ from tests.delivery.conftest import (
     fast_settings,
     open_rows,
     private_chats,
-    running_worker,
     wait_until,
 )
 
@@ -105,9 +105,15 @@ async def test_two_workers_share_the_outbox_without_duplicates(
     settings = fast_settings()
     loop = asyncio.get_running_loop()
     t0 = loop.time()
-    async with running_worker(settings, db, tgbot, worker_id="w1") as w1, \
-            running_worker(settings, db, tgbot, worker_id="w2") as w2:
+    # Started at the same instant, so their first claims race for the same rows.
+    w1, w2 = (Worker(settings, db, tgbot, worker_id=name) for name in ("w1", "w2"))
+    tasks = [asyncio.create_task(w.run()) for w in (w1, w2)]
+    try:
         await wait_until(lambda: _done(db), timeout=60, what="all sent")
+    finally:
+        w1.stop()
+        w2.stop()
+        await asyncio.gather(*tasks)
     elapsed = loop.time() - t0
     got = await accepted(ctl)
     assert [got.get(uid, 0) for uid in users] == [1] * len(users)
