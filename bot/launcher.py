@@ -267,6 +267,7 @@ def standard_procs(settings: Settings) -> list[Proc]:
                       ready_url=f"http://{settings.actions.host}:{settings.actions.port}/health"))
     procs.append(Proc("rasa", commands["rasa"], ready_url=f"{settings.rasa.url}/"))
     procs.append(Proc("gateway", commands["gateway"], ready_line="gateway ready"))
+    procs.append(Proc("worker", commands["worker"], ready_line="delivery worker ready"))
     return procs
 
 

@@ -407,3 +407,39 @@ class OutboxMessage(Base):
         # The worker's claim: queued rows that are due, most urgent first.
         Index("ix_outbox_due", "status", "priority", "not_before", "id"),
     )
+
+
+# --- Delivery worker (migration 0005). Appended so the classes above stay untouched. ---
+
+# Set just before the HTTP call: a 'sending' row without it was claimed but never tried, so a
+# reclaim after a crash cannot duplicate it; with it, the message may have arrived.
+OutboxMessage.in_call_at = mapped_column(DateTime(timezone=True), default=None, nullable=True)
+# Parts of a split message already delivered, so a retry does not resend them.
+OutboxMessage.parts_sent = mapped_column(Integer, default=0, server_default="0", nullable=False)
+# Chat the message was first addressed to when its group migrated to a supergroup.
+OutboxMessage.migrated_from = mapped_column(BigInteger, default=None, nullable=True)
+# Last progress report of a campaign (progress is reported at most every N seconds).
+Campaign.progress_at = mapped_column(DateTime(timezone=True), default=None, nullable=True)
+
+
+class ChatMigration(Base):
+    """A group that became a supergroup: messages for `old_chat_id` go to `new_chat_id`."""
+
+    __tablename__ = "chat_migrations"
+
+    old_chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    new_chat_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    migrated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class DeliveryPace(Base):
+    """Shared send slots: every worker reserves its next slot here (one row per limit)."""
+
+    __tablename__ = "delivery_pace"
+
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # Unix time (seconds) of the first free slot; floats avoid per-dialect datetime arithmetic.
+    next_at: Mapped[float] = mapped_column(default=0.0)
+
+# The reclaim of expired leases (crash recovery) scans 'sending' rows by lease end.
+Index("ix_outbox_lease", OutboxMessage.status, OutboxMessage.lease_until)

@@ -27,6 +27,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="JSON list of personas {key,label,user_id,first_name,language_code}")
     parser.add_argument("--bot-username", default="sandbox_bot",
                         help="username the bot reports in getMe (default sandbox_bot)")
+    parser.add_argument("--no-rate-limits", dest="rate_limits", action="store_false",
+                        help="do not enforce Telegram's flood limits (30 msg/s per bot, 20 "
+                        "msg/min per group, ~1 msg/s per private chat); they are on by default "
+                        "and can also be changed with POST /_emulator/limits")
     return parser.parse_args(argv)
 
 
@@ -35,11 +39,13 @@ async def serve(args: argparse.Namespace) -> None:
     personas = DEFAULT_PERSONAS
     if args.personas_json is not None:
         personas = validate_personas(json.loads(args.personas_json.read_text(encoding="utf-8")))
-    emulator = await start_emulator(args.host, args.port, personas, args.bot_username)
+    emulator = await start_emulator(args.host, args.port, personas, args.bot_username,
+                                    rate_limits=args.rate_limits)
     print(f"Telegram Bot API emulator running on {emulator.url}", flush=True)
     print(f"  sandbox chat page: {emulator.url}/", flush=True)
     print(f"  PTB: base_url={emulator.bot_base_url} base_file_url={emulator.file_base_url}",
           flush=True)
+    print(f"  Telegram flood limits: {'on' if args.rate_limits else 'OFF'}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

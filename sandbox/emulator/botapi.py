@@ -24,8 +24,11 @@ from sandbox.emulator.state import (
     EmulatorState,
     FileRecord,
     bad_request,
+    chat_kind_name,
+    deleted_error,
     forbidden,
     member_obj,
+    migrated_error,
     now,
 )
 
@@ -167,6 +170,10 @@ def _chat(call: Call, key: str = "chat_id") -> ChatState:
             # Telegram knows the user (e.g. from a group) but they never started the bot.
             raise forbidden("bot can't initiate conversation with a user")
         raise bad_request("chat not found")
+    if state.migrated_to is not None:
+        raise migrated_error(state.migrated_to)
+    if state.deleted:
+        raise deleted_error(state.type)
     return state
 
 
@@ -177,7 +184,7 @@ def _ensure_can_send(chat: ChatState) -> None:
         if status == "kicked":
             raise forbidden("bot was blocked by the user")
         return
-    kind = "channel" if chat.type == "channel" else f"{chat.type} chat"
+    kind = chat_kind_name(chat.type)
     if status == "kicked":
         raise forbidden(f"bot was kicked from the {kind}")
     if status == "left":

@@ -61,9 +61,15 @@ def _chat(state: EmulatorState, body: JSON, user: JSON | None) -> ChatState:
     try:
         if user is not None and int(raw["id"]) == user["id"]:
             return state.private_chat(user)
-        return state.register_chat(raw)
+        chat = state.register_chat(raw)
     except (TypeError, ValueError) as exc:
         raise ControlError(400, f"invalid chat: {exc}") from None
+    # Nobody can write in a group that is gone; Telegram clients move to the supergroup.
+    if chat.migrated_to is not None:
+        raise ControlError(409, f"the group was upgraded to supergroup {chat.migrated_to}")
+    if chat.deleted:
+        raise ControlError(409, "the chat was deleted")
+    return chat
 
 
 def _content(spec: JSON) -> bytes:
@@ -106,7 +112,8 @@ def _bot_sees(state: EmulatorState, chat: ChatState, message: JSON) -> str:
     replied = (message.get("reply_to_message") or {}).get("from") or {}
     if (text.startswith("/") or f"@{state.bot_username}".lower() in text.lower()
             or replied.get("is_bot") or "new_chat_members" in message
-            or "left_chat_member" in message):
+            or "left_chat_member" in message or "migrate_to_chat_id" in message
+            or "migrate_from_chat_id" in message):
         return ""
     return "privacy mode: a non-admin bot only sees commands, replies to it and mentions"
 
@@ -441,3 +448,85 @@ def register_chat(state: EmulatorState, body: JSON) -> JSON:
             raise ControlError(400, f"invalid member status {status!r}")
         chat.members[user["id"]] = member_obj(user, status, **_member_extra(entry))
     return state.chat_snapshot(chat)
+
+
+def block_user(state: EmulatorState, user_id: int, blocked: bool) -> JSON:
+    """The user blocks (or unblocks) the bot: later sends to the private chat fail with 403
+    "bot was blocked by the user" until unblocked; the bot gets my_chat_member either way."""
+    chat = state.chats.get(user_id)
+    user = state.users.get(user_id)
+    if chat is None or user is None or chat.type != "private":
+        raise ControlError(404, "no private chat with this user (they never wrote to the bot)")
+    status = "kicked" if blocked else "member"
+    if chat.bot_member.get("status") == status:
+        return {"user_id": user_id, "blocked": blocked, "update_id": None, "queued": False,
+                "reason": "already " + ("blocked" if blocked else "unblocked")}
+    result, queued = _set_bot_status(state, chat, user, status)
+    return {"user_id": user_id, "blocked": blocked, **result, "queued": queued}
+
+
+def supergroup_id_for(state: EmulatorState, old_id: int) -> int:
+    """A free supergroup id (-100 followed by 10 digits) derived from a basic group's id."""
+    number = abs(old_id) % 10**10
+    while -(10**12 + number) in state.chats:
+        number = (number + 1) % 10**10
+    return -(10**12 + number)
+
+
+def _upgrader(state: EmulatorState, chat: ChatState, body: JSON) -> JSON:
+    """Who upgrades the group: ``body["from"]``, else the chat's creator or first admin."""
+    if body.get("from") is not None:
+        return _user(state, body, "from")
+    for wanted in ("creator", "administrator"):
+        for member in chat.members.values():
+            if member["status"] == wanted:
+                return dict(member["user"])
+    raise ControlError(400, "from is required (the chat has no creator or administrator)")
+
+
+def migrate_chat(state: EmulatorState, chat: ChatState, body: JSON) -> JSON:
+    """Upgrade a basic group to a supergroup as Telegram does: a new -100… id gets the members
+    and settings, the bot gets the two service messages (old chat: migrate_to_chat_id, new
+    chat: migrate_from_chat_id), and the old id then answers "group chat was upgraded"."""
+    if chat.type != "group":
+        raise ControlError(400, "only a basic group (type group) can be upgraded")
+    if chat.migrated_to is not None:
+        raise ControlError(409, f"already upgraded to {chat.migrated_to}")
+    if chat.deleted:
+        raise ControlError(409, "the chat was deleted")
+    actor = _upgrader(state, chat, body)
+    new_id = body.get("new_chat_id")
+    if new_id is None:
+        new_id = supergroup_id_for(state, chat.id)
+    elif isinstance(new_id, bool) or not isinstance(new_id, int) \
+            or not str(new_id).startswith("-100") or new_id in state.chats:
+        raise ControlError(400, "new_chat_id must be a free -100… id")
+    new = ChatState(
+        chat={**copy.deepcopy(chat.chat), "id": new_id, "type": "supergroup"},
+        members=copy.deepcopy(chat.members),
+        bot_member=copy.deepcopy(chat.bot_member),
+        join_requests=copy.deepcopy(chat.join_requests),
+        invite_links=copy.deepcopy(chat.invite_links),
+        menu_button=copy.deepcopy(chat.menu_button),
+    )
+    state.chats[new_id] = new
+    old_message: JSON = {"message_id": 0, "from": actor, "chat": dict(chat.chat), "date": now(),
+                         "migrate_to_chat_id": new_id}
+    state.store_message(chat, old_message)
+    old_result = _queue(state, {"message": old_message}, _bot_sees(state, chat, old_message))
+    new_message: JSON = {"message_id": 0, "from": actor, "chat": dict(new.chat), "date": now(),
+                         "migrate_from_chat_id": chat.id}
+    state.store_message(new, new_message)
+    new_result = _queue(state, {"message": new_message}, _bot_sees(state, new, new_message))
+    chat.migrated_to = new_id
+    return {"old_chat_id": chat.id, "new_chat_id": new_id,
+            "updates": [{**old_result, "message": old_message},
+                        {**new_result, "message": new_message}]}
+
+
+def delete_chat(state: EmulatorState, chat: ChatState) -> JSON:
+    """The group is deleted by its owner: sends fail like Telegram's (see deleted_error)."""
+    if chat.type == "private":
+        raise ControlError(400, "private chats can't be deleted for the bot; block the user")
+    chat.deleted = True
+    return {"chat_id": chat.id, "deleted": True}

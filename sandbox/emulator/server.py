@@ -23,13 +23,32 @@ from markupsafe import Markup
 from sandbox.emulator import control
 from sandbox.emulator.botapi import METHODS, Call, Upload, normalize_params
 from sandbox.emulator.formatting import entities_to_html
-from sandbox.emulator.state import JSON, ApiError, ChatState, EmulatorState, Fault, now
+from sandbox.emulator.limits import MESSAGE_METHODS
+from sandbox.emulator.state import (
+    CHAT_FAULT_KINDS,
+    FAULT_KINDS,
+    JSON,
+    ApiError,
+    ChatState,
+    EmulatorState,
+    Fault,
+    now,
+)
 
 log = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parent
 TOKEN_RE = re.compile(r"^(\d+):[A-Za-z0-9_-]+$")
 MAX_UPLOAD = 50 * 1024 * 1024  # Telegram's upload limit; bigger bodies get 413
-FAULT_KINDS = ("429", "500", "502", "drop", "slow")
+# Browsers send GET for links, images and form navigations from any web page; only these
+# read-only methods may be called that way (python-telegram-bot always POSTs).
+READ_ONLY_GET_METHODS = frozenset({
+    "getMe", "getWebhookInfo", "getFile", "getChat", "getChatMember", "getChatMemberCount",
+    "getChatAdministrators", "getMyCommands", "getChatMenuButton",
+})
+# Host names the emulator answers to (plus the host it was told to bind): anything else is a
+# DNS-rebinding attempt from a web page, whose name now resolves to 127.0.0.1.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+_PORT_RE = re.compile(r":\d{1,5}")
 MAX_POLL_TIMEOUT = 60.0
 DEFAULT_PERSONAS: list[JSON] = [
     {"key": "retailer", "label": "Demo retailer", "user_id": 1001, "first_name": "Rita",
@@ -57,6 +76,7 @@ INLINE_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/w
 
 STATE_KEY = web.AppKey("emulator_state", EmulatorState)
 PERSONAS_KEY = web.AppKey("emulator_personas", list)
+ALLOWED_HOSTS_KEY = web.AppKey("emulator_allowed_hosts", frozenset)
 WEBHOOK_TASK_KEY = web.AppKey("emulator_webhook_task", asyncio.Task)
 
 _dumps = partial(json.dumps, ensure_ascii=False)
@@ -75,11 +95,11 @@ def _tg_ok(result: Any) -> web.Response:
     return web.json_response({"ok": True, "result": result}, dumps=_dumps)
 
 
-def _tg_error(code: int, description: str, retry_after: int | None = None) -> web.Response:
+def _tg_error(code: int, description: str, parameters: JSON | None = None) -> web.Response:
     """Telegram's error envelope with the matching HTTP status."""
     body: JSON = {"ok": False, "error_code": code, "description": description}
-    if retry_after is not None:
-        body["parameters"] = {"retry_after": retry_after}
+    if parameters:
+        body["parameters"] = parameters
     return web.json_response(body, status=code, dumps=_dumps)
 
 
@@ -118,7 +138,7 @@ async def _apply_fault(request: web.Request, fault: Fault, call: Call | None,
         return None
     if fault.kind == "429":
         return _tg_error(429, f"Too Many Requests: retry after {fault.retry_after}",
-                         fault.retry_after)
+                         {"retry_after": fault.retry_after})
     if fault.kind == "500":
         return _tg_error(500, "Internal Server Error")
     if fault.kind == "502":
@@ -135,6 +155,38 @@ async def _apply_fault(request: web.Request, fault: Fault, call: Call | None,
     return web.Response(status=499)
 
 
+def _limited(method_name: str, handler: Callable[[Call], Awaitable[Any]],
+             ) -> Callable[[Call], Awaitable[Any]]:
+    """Wrap a handler in Telegram's flood limits: refuse with 429 before anything happens, and
+    count the message only once the handler has really sent it."""
+    if method_name not in MESSAGE_METHODS:
+        return handler
+
+    async def run(call: Call) -> Any:
+        state, chat_id = call.state, call.params.get("chat_id")
+        chat = state.chat_state(chat_id) if isinstance(chat_id, int | str) else None
+        refusal = state.limiter.check(call.bot_id, chat.id if chat else None,
+                                      chat.type if chat else None)
+        if refusal is not None:
+            raise ApiError(429, f"Too Many Requests: retry after {refusal.retry_after}",
+                           refusal.retry_after)
+        result = await handler(call)
+        if chat is not None:
+            state.limiter.accept(call.bot_id, chat.id, chat.type)
+        return result
+
+    return run
+
+
+def _chat_fault_error(state: EmulatorState, fault: Fault, chat_id: Any) -> ApiError:
+    """The Telegram error of a chat fault, worded for the chat's type when the chat is known."""
+    chat = state.chat_state(chat_id) if isinstance(chat_id, int | str) else None
+    if fault.kind == "migrated" and fault.migrate_to_chat_id is None:
+        fault.migrate_to_chat_id = (chat.migrated_to if chat and chat.migrated_to else
+                                    control.supergroup_id_for(state, int(chat_id or 0)))
+    return fault.error(chat.type if chat else None)
+
+
 async def bot_api(request: web.Request) -> web.StreamResponse:
     """/bot<token>/<method>: dispatch a Bot API call, recording it in the call log."""
     state = request.app[STATE_KEY]
@@ -148,6 +200,10 @@ async def bot_api(request: web.Request) -> web.StreamResponse:
     try:
         if match is None or entry is None:
             raise ApiError(404, "Not Found")
+        if request.method != "POST" and not (request.method == "GET"
+                                              and method_name in READ_ONLY_GET_METHODS):
+            # A GET can be forged by any web page (a link, an <img>): state changes need POST.
+            raise ApiError(405, f"Method Not Allowed: {method_name} must be called with POST")
         bot_id = int(match.group(1))
         state.last_bot_id = bot_id
         try:
@@ -157,8 +213,10 @@ async def bot_api(request: web.Request) -> web.StreamResponse:
         logged = dict(raw)
         call = Call(state, bot_id, normalize_params(raw), files)
         logged = call.log_params()
-        handler = entry[1]
-        fault = state.take_fault(method_name)
+        handler = _limited(method_name, entry[1])
+        fault = state.take_fault(method_name, call.params.get("chat_id"))
+        if fault is not None and fault.kind in CHAT_FAULT_KINDS:
+            raise _chat_fault_error(state, fault, call.params.get("chat_id"))
         if fault is not None:
             faulted = await _apply_fault(request, fault, call, handler)
             if faulted is not None:
@@ -169,7 +227,7 @@ async def bot_api(request: web.Request) -> web.StreamResponse:
         return _tg_ok(result)
     except ApiError as exc:
         status, description = exc.code, exc.description
-        return _tg_error(exc.code, exc.description, exc.retry_after)
+        return _tg_error(exc.code, exc.description, exc.parameters)
     except Exception:
         # An emulator bug must look like a Telegram 500, not an HTML page PTB can't parse.
         log.exception("emulator error in %s", method_name)
@@ -227,6 +285,60 @@ async def control_errors(
         return _json({"error": exc.message}, exc.status)
 
 
+def _host_name(header: str) -> str | None:
+    """The host part of a Host header ("[::1]:8081" -> "::1"); None if malformed."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        end = header.find("]")
+        if end < 0:
+            return None
+        name, rest = header[1:end], header[end + 1:]
+    else:
+        name, sep, port = header.partition(":")
+        rest = sep + port
+    if not name or (rest and not _PORT_RE.fullmatch(rest)):
+        return None
+    return name
+
+
+def _refuse(request: web.Request, status: int, message: str) -> web.Response:
+    """A refusal in the shape the caller understands: Telegram's envelope for the Bot API."""
+    if request.path.startswith(("/bot", "/file/bot")):
+        prefix = "Forbidden" if status == 403 else "Unsupported Media Type"
+        return _tg_error(status, f"{prefix}: {message}")
+    return _json({"error": message}, status)
+
+
+@web.middleware
+async def guard(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Keep web pages the developer visits from driving the sandbox.
+
+    * Host must be a loopback name (or the bind host): defeats DNS rebinding, where an
+      attacker's domain resolves to 127.0.0.1 and the browser treats it as same-origin.
+    * State-changing requests (Bot API, /_emulator POST/DELETE) with a foreign Origin are
+      refused: browsers send Origin on cross-site POSTs, even "simple" form posts that need
+      no CORS preflight.
+    * /_emulator POST/DELETE must be application/json, which a cross-site page can only send
+      after a CORS preflight this server never grants.
+    """
+    host = _host_name(request.headers.get("Host", ""))
+    if host is None or host not in request.app[ALLOWED_HOSTS_KEY]:
+        return _refuse(request, 403, "Host header not allowed: the sandbox answers only to "
+                                     "localhost/127.0.0.1/[::1] (DNS rebinding protection)")
+    reading = request.method in ("GET", "HEAD")
+    changes = not reading or request.path.startswith("/bot")
+    origin = request.headers.get("Origin")
+    if changes and origin is not None \
+            and origin.lower() != f"http://{request.headers['Host'].strip().lower()}":
+        return _refuse(request, 403, f"cross-origin request from {origin[:100]} refused")
+    if not reading and request.path.startswith("/_emulator/") \
+            and request.content_type != "application/json":
+        return _refuse(request, 415, "control API requests must be application/json")
+    return await handler(request)
+
+
 _INJECTORS: dict[str, Callable[[EmulatorState, JSON], JSON]] = {
     "message": control.inject_message,
     "callback": control.inject_callback,
@@ -280,7 +392,9 @@ async def list_chats(request: web.Request) -> web.Response:
          "member_ids": [uid for uid, m in c.members.items()
                         if m["status"] in ("creator", "administrator", "member", "restricted")]}
         for c in request.app[STATE_KEY].chats.values()
-        if not wanted or c.type in wanted.split(",")
+        # an upgraded or deleted group can't be chatted in any more
+        if (not wanted or c.type in wanted.split(",")) and c.migrated_to is None
+        and not c.deleted
     ]
     return _json(chats)
 
@@ -366,26 +480,50 @@ async def call_log(request: web.Request) -> web.Response:
                   if not wanted or c["method"].lower() == wanted])
 
 
+def _optional_int(body: JSON, name: str) -> int | None:
+    """An optional integer field of a control body."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise control.ControlError(400, f"{name} must be an integer")
+    try:
+        return int(value)
+    except ValueError:
+        raise control.ControlError(400, f"{name} must be an integer") from None
+
+
 async def add_fault(request: web.Request) -> web.Response:
-    """POST /_emulator/faults: fail the next ``times`` calls of ``method`` (or "*")."""
+    """POST /_emulator/faults: fail the next ``times`` calls (null = until removed) of
+    ``method`` (or "*"), optionally only those to ``chat_id``."""
     body = await _control_body(request)
     kind = str(body.get("kind", ""))
     if kind not in FAULT_KINDS:
         raise control.ControlError(400, f"kind must be one of {', '.join(FAULT_KINDS)}")
+    chat_id: int | str | None = body.get("chat_id")
+    if isinstance(chat_id, str) and chat_id.strip().startswith("@"):
+        chat_id = chat_id.strip()
+    else:
+        chat_id = _optional_int(body, "chat_id")
     try:
         fault = Fault(
             method=str(body.get("method") or "*").lower(),
             kind=kind,
-            times=int(body.get("times", 1)),
+            times=None if "times" in body and body["times"] is None else
+            int(body.get("times", 1)),
             retry_after=int(body.get("retry_after", 1)),
             delay=float(body.get("delay", 0.0)),
             process=bool(body.get("process", False)),
+            chat_id=chat_id,
+            migrate_to_chat_id=_optional_int(body, "migrate_to_chat_id"),
         )
     except (TypeError, ValueError):
         raise control.ControlError(400, "times/retry_after must be integers, delay a number") \
             from None
-    if fault.times < 1 or fault.retry_after < 1 or not 0 <= fault.delay <= MAX_POLL_TIMEOUT:
-        raise control.ControlError(400, "times and retry_after must be >= 1, delay 0..60")
+    if (fault.times is not None and fault.times < 1) or fault.retry_after < 1 \
+            or not 0 <= fault.delay <= MAX_POLL_TIMEOUT:
+        raise control.ControlError(400, "times (or null) and retry_after must be >= 1, "
+                                        "delay 0..60")
     state = request.app[STATE_KEY]
     state.faults.append(fault)
     return _json([f.to_json() for f in state.faults])
@@ -397,9 +535,59 @@ async def list_faults(request: web.Request) -> web.Response:
 
 
 async def clear_faults(request: web.Request) -> web.Response:
-    """DELETE /_emulator/faults."""
-    request.app[STATE_KEY].faults.clear()
-    return _json([])
+    """DELETE /_emulator/faults[?chat_id=]: remove all faults, or those aimed at one chat."""
+    state = request.app[STATE_KEY]
+    chat_id = request.query.get("chat_id")
+    if chat_id is None:
+        state.faults.clear()
+    else:
+        state.faults = [f for f in state.faults
+                        if f.chat_id is None or str(f.chat_id).lower() != chat_id.lower()]
+    return _json([f.to_json() for f in state.faults])
+
+
+async def get_limits(request: web.Request) -> web.Response:
+    """GET /_emulator/limits: the flood limits in force."""
+    return _json(request.app[STATE_KEY].limiter.config.to_json())
+
+
+async def set_limits(request: web.Request) -> web.Response:
+    """POST /_emulator/limits: switch limits on/off or change numbers (partial update)."""
+    body = await _control_body(request)
+    limiter = request.app[STATE_KEY].limiter
+    try:
+        limiter.config.update(body)
+    except ValueError as exc:
+        raise control.ControlError(400, str(exc)) from None
+    return _json(limiter.config.to_json())
+
+
+async def stats(request: web.Request) -> web.Response:
+    """GET /_emulator/stats: messages accepted per chat, 429s given per limit kind."""
+    return _json(request.app[STATE_KEY].limiter.stats())
+
+
+async def block_user(request: web.Request) -> web.Response:
+    """POST /_emulator/users/{user_id}/block|unblock: the user blocks or unblocks the bot."""
+    try:
+        user_id = int(request.match_info["user_id"])
+    except ValueError:
+        raise control.ControlError(400, "user id must be an integer") from None
+    blocked = request.match_info["action"] == "block"
+    return _json(control.block_user(request.app[STATE_KEY], user_id, blocked))
+
+
+async def migrate_chat(request: web.Request) -> web.Response:
+    """POST /_emulator/chats/{chat_id}/migrate: upgrade a basic group to a supergroup."""
+    body = await _control_body(request)
+    chat = _chat_from_path(request)
+    return _json(control.migrate_chat(request.app[STATE_KEY], chat, body))
+
+
+async def delete_chat(request: web.Request) -> web.Response:
+    """DELETE /_emulator/chats/{chat_id}: the group is deleted; later sends fail."""
+    chat = _chat_from_path(request)
+    return _json(control.delete_chat(request.app[STATE_KEY], chat))
 
 
 async def reset(request: web.Request) -> web.Response:
@@ -413,8 +601,11 @@ async def health(request: web.Request) -> web.Response:
     starting point for ``/sent?after=``)."""
     state = request.app[STATE_KEY]
     last_seq = state.sent[-1]["seq"] if state.sent else 0
+    limiter = state.limiter
     return _json({"ok": True, "bot_username": state.bot_username, "time": now(),
-                  "last_seq": last_seq, "pending_updates": len(state.pending)})
+                  "last_seq": last_seq, "pending_updates": len(state.pending),
+                  "rate_limits": limiter.config.enabled,
+                  "rate_limited": sum(limiter.refused.values())})
 
 
 async def list_personas(request: web.Request) -> web.Response:
@@ -583,11 +774,22 @@ def create_app(
     bot_username: str = "sandbox_bot",
     *,
     state: EmulatorState | None = None,
+    bind_host: str | None = None,
+    rate_limits: bool = True,
 ) -> web.Application:
-    """Build the emulator app: Bot API, file downloads, /_emulator control API and chat page."""
+    """Build the emulator app: Bot API, file downloads, /_emulator control API and chat page.
+
+    ``bind_host`` is accepted in Host headers besides the loopback names; ``rate_limits``
+    False starts with Telegram's flood limits off.
+    """
     app = web.Application(client_max_size=MAX_UPLOAD + 1024 * 1024,
-                          middlewares=[control_errors])
+                          middlewares=[guard, control_errors])
     app[STATE_KEY] = state or EmulatorState(bot_username=bot_username)
+    app[STATE_KEY].limiter.config.enabled = rate_limits
+    allowed = set(LOOPBACK_HOSTS)
+    if bind_host:
+        allowed.add(bind_host.strip().strip("[]").lower())
+    app[ALLOWED_HOSTS_KEY] = frozenset(allowed)
     app[PERSONAS_KEY] = validate_personas(personas if personas is not None else DEFAULT_PERSONAS)
     router = app.router
     router.add_route("*", "/bot{token}/{method}", bot_api)
@@ -598,6 +800,12 @@ def create_app(
     router.add_get("/_emulator/chats", list_chats)
     router.add_get("/_emulator/chats/{chat_id}", chat_info)
     router.add_get("/_emulator/chats/{chat_id}/history", chat_history)
+    router.add_post("/_emulator/chats/{chat_id}/migrate", migrate_chat)
+    router.add_delete("/_emulator/chats/{chat_id}", delete_chat)
+    router.add_post("/_emulator/users/{user_id}/{action:block|unblock}", block_user)
+    router.add_get("/_emulator/limits", get_limits)
+    router.add_post("/_emulator/limits", set_limits)
+    router.add_get("/_emulator/stats", stats)
     router.add_get("/_emulator/sent", sent_messages)
     router.add_get("/_emulator/calls", call_log)
     router.add_get("/_emulator/faults", list_faults)
@@ -648,9 +856,10 @@ async def start_emulator(
     port: int = 0,
     personas: list[JSON] | None = None,
     bot_username: str = "sandbox_bot",
+    rate_limits: bool = True,
 ) -> RunningEmulator:
     """Start the emulator on ``host:port`` (0 = a free port) inside the running loop."""
-    app = create_app(personas, bot_username)
+    app = create_app(personas, bot_username, bind_host=host, rate_limits=rate_limits)
     runner = web.AppRunner(app, shutdown_timeout=2.0, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -664,10 +873,12 @@ async def start_emulator(
 
 @contextlib.asynccontextmanager
 async def running_emulator(
-    personas: list[JSON] | None = None, bot_username: str = "sandbox_bot"
+    personas: list[JSON] | None = None, bot_username: str = "sandbox_bot",
+    rate_limits: bool = True,
 ) -> AsyncIterator[RunningEmulator]:
     """``async with running_emulator() as emu:`` — start on a free port, stop afterwards."""
-    emulator = await start_emulator(personas=personas, bot_username=bot_username)
+    emulator = await start_emulator(personas=personas, bot_username=bot_username,
+                                    rate_limits=rate_limits)
     try:
         yield emulator
     finally:

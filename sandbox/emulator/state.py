@@ -12,6 +12,8 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.emulator.limits import RateLimiter
+
 JSON = dict[str, Any]
 
 CALL_LOG_CAP = 10_000
@@ -61,13 +63,20 @@ PRESENT_STATUSES = frozenset({"creator", "administrator", "member"})
 
 
 class ApiError(Exception):
-    """A Bot API error answered as ``{"ok": false, "error_code", "description"}``."""
+    """A Bot API error answered as ``{"ok": false, "error_code", "description"[, "parameters"]}``.
 
-    def __init__(self, code: int, description: str, retry_after: int | None = None) -> None:
+    ``parameters`` is Telegram's ResponseParameters (retry_after, migrate_to_chat_id): PTB turns
+    them into RetryAfter and ChatMigrated.
+    """
+
+    def __init__(self, code: int, description: str, retry_after: int | None = None,
+                 parameters: JSON | None = None) -> None:
         super().__init__(description)
         self.code = code
         self.description = description
-        self.retry_after = retry_after
+        self.parameters: JSON = dict(parameters or {})
+        if retry_after is not None:
+            self.parameters["retry_after"] = retry_after
 
 
 def bad_request(reason: str) -> ApiError:
@@ -105,20 +114,37 @@ class Notifier:
             self._waiters.discard(fut)
 
 
+def migrated_error(new_chat_id: int) -> ApiError:
+    """What Telegram answers for a basic group that became a supergroup (PTB: ChatMigrated)."""
+    return ApiError(400, "Bad Request: group chat was upgraded to a supergroup chat",
+                    parameters={"migrate_to_chat_id": new_chat_id})
+
+
+# Fault kinds that answer with a Telegram error about the chat (the delivery worker's cases).
+CHAT_FAULT_KINDS = ("blocked", "chat_not_found", "kicked", "migrated", "deleted")
+FAULT_KINDS = ("429", "500", "502", "drop", "slow", *CHAT_FAULT_KINDS)
+
+
 @dataclass
 class Fault:
-    """An injected failure for the next ``times`` matching Bot API calls."""
+    """An injected failure for the next ``times`` matching Bot API calls (None = until removed).
+
+    A fault matches a method (or "*") and, when ``chat_id`` is set, only calls whose chat_id
+    names that chat.
+    """
 
     method: str  # lower-case method name or "*"
-    kind: str  # "429" | "500" | "502" | "drop" | "slow"
-    times: int = 1
+    kind: str  # one of FAULT_KINDS
+    times: int | None = 1
     retry_after: int = 1
     delay: float = 0.0
     process: bool = False  # "drop" only: execute the call, then lose the response
+    chat_id: int | str | None = None
+    migrate_to_chat_id: int | None = None  # "migrated" only
 
     def to_json(self) -> JSON:
         """JSON view for the control API."""
-        return {
+        view: JSON = {
             "method": self.method,
             "kind": self.kind,
             "times": self.times,
@@ -126,6 +152,45 @@ class Fault:
             "delay": self.delay,
             "process": self.process,
         }
+        if self.chat_id is not None:
+            view["chat_id"] = self.chat_id
+        if self.migrate_to_chat_id is not None:
+            view["migrate_to_chat_id"] = self.migrate_to_chat_id
+        return view
+
+    def matches(self, method: str, chat_id: Any) -> bool:
+        """Whether a call of ``method`` (lower-case) to ``chat_id`` triggers this fault."""
+        if self.method not in ("*", method):
+            return False
+        if self.chat_id is None:
+            return True
+        return chat_id is not None and str(chat_id).strip().lower() == \
+            str(self.chat_id).lower()
+
+    def error(self, chat_type: str | None) -> ApiError:
+        """The Telegram error of a chat fault kind, worded for the chat's type."""
+        if self.kind == "blocked":
+            return forbidden("bot was blocked by the user")
+        if self.kind == "kicked":
+            return forbidden(f"bot was kicked from the {chat_kind_name(chat_type or 'supergroup')}")
+        if self.kind == "migrated":
+            return migrated_error(int(self.migrate_to_chat_id or 0))
+        if self.kind == "deleted":
+            return deleted_error(chat_type or "group")
+        return bad_request("chat not found")
+
+
+def chat_kind_name(chat_type: str) -> str:
+    """How Telegram names a chat type in errors: "group chat", "supergroup chat", "channel"."""
+    return "channel" if chat_type == "channel" else f"{chat_type} chat"
+
+
+def deleted_error(chat_type: str) -> ApiError:
+    """A send to a deleted chat. Telegram answers 403 "the group chat was deleted" for a basic
+    group; a deleted supergroup or channel is simply gone for the bot: 400 "chat not found"."""
+    if chat_type == "group":
+        return forbidden("the group chat was deleted")
+    return bad_request("chat not found")
 
 
 @dataclass
@@ -169,6 +234,8 @@ class ChatState:
     messages: OrderedDict[int, JSON] = field(default_factory=OrderedDict)
     next_message_id: int = 1
     menu_button: JSON | None = None
+    migrated_to: int | None = None  # a basic group upgraded to this supergroup
+    deleted: bool = False
 
     @property
     def id(self) -> int:
@@ -236,6 +303,9 @@ class EmulatorState:
         self.seq = itertools.count(1)
         self.poll_generation = 0
         self.last_bot_id = 0
+        # Limits are configuration (a CLI flag may have switched them off): reset() keeps them
+        # and only forgets the windows and counters.
+        self.limiter = RateLimiter()
         self.reset()
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -260,6 +330,7 @@ class EmulatorState:
         self.callbacks: OrderedDict[str, JSON] = OrderedDict()
         self.commands: dict[tuple[str, str], list[JSON]] = {}
         self.default_menu_button: JSON = {"type": "commands"}
+        self.limiter.clear()
         self.updates_changed.notify()
         self.sent_changed.notify()
 
@@ -498,14 +569,16 @@ class EmulatorState:
 
     # --- faults ------------------------------------------------------------------------------
 
-    def take_fault(self, method: str) -> Fault | None:
-        """Consume one use of the first fault matching ``method`` (case-insensitive)."""
+    def take_fault(self, method: str, chat_id: Any = None) -> Fault | None:
+        """Consume one use of the first fault matching ``method`` (case-insensitive) and the
+        call's ``chat_id``; faults with ``times`` None stay until removed."""
         lowered = method.lower()
         for fault in self.faults:
-            if fault.times > 0 and fault.method in ("*", lowered):
-                fault.times -= 1
-                if fault.times <= 0:
-                    self.faults.remove(fault)
+            if fault.matches(lowered, chat_id):
+                if fault.times is not None:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self.faults.remove(fault)
                 return fault
         return None
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import aiohttp
 import pytest
 import pytest_asyncio
 from telegram import Bot
+from telegram.ext import BaseRateLimiter, ExtBot
 from telegram.request import HTTPXRequest
 
 from sandbox.emulator import RunningEmulator, running_emulator
@@ -30,7 +32,9 @@ class Control:
 
     async def request(self, method: str, path: str, body: Any = None,
                       expect: int = 200) -> Any:
-        """Call the control API and assert the status."""
+        """Call the control API and assert the status (POST/DELETE always send JSON)."""
+        if body is None and method not in ("GET", "HEAD"):
+            body = {}
         async with self.session.request(method, f"{self.base}/_emulator/{path}",
                                         json=body) as resp:
             data = await resp.json(content_type=None)
@@ -74,9 +78,12 @@ async def ctl(emu: RunningEmulator, http: aiohttp.ClientSession) -> Control:
     return Control(emu.url, http)
 
 
-def make_bot(emu: RunningEmulator, token: str = TOKEN) -> Bot:
-    """A real python-telegram-bot Bot talking to the emulator."""
-    return Bot(
+def make_bot(emu: RunningEmulator, token: str = TOKEN,
+             rate_limiter: BaseRateLimiter | None = None) -> Bot:
+    """A real python-telegram-bot Bot talking to the emulator (an ExtBot with a rate limiter,
+    as the gateway's Application builds it, when ``rate_limiter`` is given)."""
+    bot_class = Bot if rate_limiter is None else partial(ExtBot, rate_limiter=rate_limiter)
+    return bot_class(
         token,
         base_url=emu.bot_base_url,
         base_file_url=emu.file_base_url,
@@ -95,6 +102,28 @@ async def bot(emu: RunningEmulator) -> AsyncIterator[Bot]:
     await telegram_bot.initialize()
     yield telegram_bot
     await telegram_bot.shutdown()
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand, so flood-limit windows are deterministic."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` pass."""
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(emu: RunningEmulator) -> FakeClock:
+    """Freeze the emulator's flood-limit clock (the rest of the emulator keeps real time)."""
+    fake = FakeClock()
+    emu.state.limiter.clock = fake
+    return fake
 
 
 @pytest.fixture

@@ -113,12 +113,27 @@ function find(node, pred) {
   button.dispatch("click");
   await waitFor(() => messages.textContent.includes("Chose pick"), "the edit");
   await waitFor(() => !document.getElementById("toast").hidden, "the toast");
-  console.log(JSON.stringify({
+  const chat = {
     bubbles: messages.children.map((m) => m.textContent),
     html: messages.children.map(html),
     ids: messages.children.map((m) => m.dataset.id),
     toast: document.getElementById("toast").textContent,
     alerts,
-  }));
+  };
+  // The reply bar: hidden until a bubble is clicked, hidden again by × and by sending.
+  const bar = document.getElementById("reply-bar");
+  const replyStates = [bar.hidden];
+  const bubbleOf = (i) => find(messages.children[i], (n) => n.className === "bubble");
+  bubbleOf(1).dispatch("click");
+  replyStates.push(bar.hidden, document.getElementById("reply-text").textContent);
+  document.getElementById("reply-cancel").dispatch("click");
+  replyStates.push(bar.hidden);
+  bubbleOf(1).dispatch("click");
+  replyStates.push(bar.hidden);
+  document.getElementById("text").value = "about that";
+  document.getElementById("composer").dispatch("submit");
+  await waitFor(() => messages.children.length >= 4, "the reply's echo");
+  replyStates.push(bar.hidden);
+  console.log(JSON.stringify({...chat, replyStates}));
   process.exit(0);
 })().catch((err) => { console.error(err.stack || String(err)); process.exit(1); });

@@ -350,10 +350,16 @@ async def test_raw_protocol_variants(emu: RunningEmulator, ctl: Control, http) -
             as resp:
         assert resp.status == 200
         assert (await resp.json())["result"]["text"] == "json"
-    # query string on GET
+    # query string on POST
+    async with http.post(f"{base}/sendMessage", params={"chat_id": str(RITA["id"]),
+                                                        "text": "query"}) as resp:
+        assert (await resp.json())["result"]["text"] == "query"
+    # a GET that changes state could come from any web page's <img> or link: refused
     async with http.get(f"{base}/sendMessage", params={"chat_id": str(RITA["id"]),
                                                        "text": "get"}) as resp:
-        assert (await resp.json())["result"]["text"] == "get"
+        assert resp.status == 405
+        assert (await resp.json())["description"] == \
+            "Method Not Allowed: sendMessage must be called with POST"
     async with http.get(f"{base}/noSuchMethod") as resp:
         assert resp.status == 404
         assert await resp.json() == {"ok": False, "error_code": 404, "description": "Not Found"}
@@ -365,7 +371,8 @@ async def test_raw_protocol_variants(emu: RunningEmulator, ctl: Control, http) -
         assert body == {"ok": False, "error_code": 400,
                         "description": "Bad Request: chat not found"}
     calls = await ctl.get("calls")
-    assert [c["method"] for c in calls] == ["sendMessage", "sendMessage", "noSuchMethod",
-                                            "getMe", "sendMessage"]
-    assert [c["status"] for c in calls] == [200, 200, 404, 404, 400]
+    assert [c["method"] for c in calls] == ["sendMessage", "sendMessage", "sendMessage",
+                                            "noSuchMethod", "getMe", "sendMessage"]
+    assert [c["status"] for c in calls] == [200, 200, 405, 404, 404, 400]
+    assert [e["message"]["text"] for e in await ctl.get("sent")] == ["json", "query"]
     assert calls[0]["params"] == {"chat_id": RITA["id"], "text": "json"}

@@ -192,3 +192,39 @@ async def test_page_renders_a_group_chat_with_sender_names(bot: Bot, ctl: Contro
     assert '<option value="-100777" selected>Staff &lt;desk&gt;</option>' in page
     assert '<div class="sender">Rita</div><div class="text">hello</div>' in page
     assert '<div class="sender">Sandbox Bot</div><div class="text"><i>ticket</i></div>' in page
+
+
+CSS_RULE_RE = re.compile(r"([^{}]+)\{([^{}]*)\}")
+
+
+def _display_rules(css: str) -> list[tuple[list[str], str, bool]]:
+    """(selectors, display value, !important) of every rule that sets display."""
+    rules = []
+    for selectors, body in CSS_RULE_RE.findall(re.sub(r"/\*.*?\*/", "", css, flags=re.S)):
+        match = re.search(r"(?:^|;)\s*display\s*:\s*([^;!]+?)\s*(!important)?\s*(?:;|$)",
+                          body)
+        if match:
+            rules.append(([s.strip() for s in selectors.split(",")], match.group(1),
+                          bool(match.group(2))))
+    return rules
+
+
+async def test_hidden_bars_stay_hidden(emu: RunningEmulator, http) -> None:
+    # A class rule with "display: flex" beats the browser's own [hidden] { display: none }:
+    # the empty reply bar with its × showed all the time. Every element the page starts
+    # hidden must really be hidden by the stylesheet's cascade.
+    async with http.get(f"{emu.url}/") as resp:
+        page = await resp.text()
+    async with http.get(f"{emu.url}/static/chat.css") as resp:
+        rules = _display_rules(await resp.text())
+    hidden = re.findall(r"<\w+ ([^>]*\bhidden\b[^>]*)>", page)
+    classes = [re.search(r'class="([^"]+)"', attrs).group(1).split() for attrs in hidden]
+    assert ["reply-bar"] in classes and ["toast"] in classes
+    hides = {sel for sels, value, important in rules if value == "none" and important
+             for sel in sels}
+    for names in classes:
+        shown_by = [sel for sels, value, _ in rules if value != "none" for sel in sels
+                    if sel in {f".{n}" for n in names}]
+        if shown_by:
+            assert "[hidden]" in hides or any(f".{n}[hidden]" in hides for n in names), \
+                (names, shown_by)

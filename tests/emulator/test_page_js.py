@@ -57,12 +57,16 @@ async def test_page_script_chats_with_a_real_bot(emu: RunningEmulator, ctl: Cont
     assert proc.returncode == 0, err.decode()
     page = json.loads(out)
     assert page["bubbles"][0].startswith("hi <script>alert(1)</script>")
+    # the page's own POSTs (same origin, JSON) pass the emulator's cross-origin guards
     assert page["bubbles"][1].startswith("Chose pick")  # edited in place, not appended
     assert len(page["bubbles"]) == 2 and [str(i) for i in page["ids"]] == ["1", "2"]
     # user text became a text node: serialised escaped, never a <script> element
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page["html"][0]
     assert "<script>" not in "".join(page["html"])
     assert page["toast"] == "noted" and page["alerts"] == []
+    # reply bar: hidden, shown for the clicked message, × hides it, shown, sending hides it
+    assert page["replyStates"] == [True, False, "Replying to: Chose pick", True, False, True]
     history = await ctl.get("chats/1001/history")
-    assert [m["text"] for m in history["messages"]] == ["hi <script>alert(1)</script>",
-                                                        "Chose pick"]
+    assert [m["text"] for m in history["messages"]] == [
+        "hi <script>alert(1)</script>", "Chose pick", "about that", "Echo: about that"]
+    assert history["messages"][2]["reply_to_message"]["text"] == "Chose pick"

@@ -10,7 +10,7 @@ from core.settings import load_settings
 
 def test_procfile_names_every_process() -> None:
     procs = read_procfile()
-    assert list(procs) == ["emulator", "actions", "rasa", "gateway"]
+    assert list(procs) == ["emulator", "actions", "rasa", "gateway", "worker"]
     assert "--enable-api" in procs["rasa"] and "--auth-token=\"$RASA_AUTH_TOKEN\"" in procs["rasa"]
 
 

@@ -29,9 +29,11 @@ function personaUser(p) {
 
 async function api(method, path, body, signal) {
   const opts = {method, signal, headers: {}};
-  if (body !== undefined) {
+  if (method !== "GET") {
+    // The emulator only accepts state changes as same-origin application/json (a type other
+    // pages can't send without a CORS preflight), so every POST/DELETE carries a JSON body.
     opts.headers["Content-Type"] = "application/json";
-    opts.body = JSON.stringify(body);
+    opts.body = JSON.stringify(body === undefined ? {} : body);
   }
   const resp = await fetch("/_emulator/" + path, opts);
   const data = await resp.json().catch(() => ({}));

@@ -1,8 +1,8 @@
 """hand-off reliability: ticket states, one active ticket / waiting subscription (partial
 unique indexes), update claims with a lease, button payloads and transcripts in the database
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-24 05:58:37.042362
 """
 
@@ -10,8 +10,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0005'
-down_revision = '0004'
+revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
