@@ -21,13 +21,13 @@ from telegram.error import (
 )
 
 from bot.delivery.store import Outcome
-from bot.gateway.render import CallbackStore, keyboard, render, split_text
+from bot.gateway.render import CallbackKeys, keyboard, render, split_text
 from core.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 CAPTION_LIMIT = 1024
-# Button payloads are decoded by the gateway, another process: long ones would be lost there.
-_store = CallbackStore()
+# Button payloads are decoded by the gateway from the database (core.services.callbacks);
+# the worker does not store long ones yet, so outbox buttons must fit in 64 bytes.
 
 
 def message_text(row: OutboxMessage, default_locale: str) -> str | None:
@@ -45,13 +45,17 @@ def markup(row: OutboxMessage, default_locale: str) -> InlineKeyboardMarkup | No
         return None
     locale = row.locale or default_locale
     rows: list[list[InlineKeyboardButton]] = []
+    store = CallbackKeys()
     for b in row.buttons:
-        built = keyboard([{**b, "payload": b.get("payload", "-")}], locale, _store)
+        built = keyboard([{**b, "payload": b.get("payload", "-")}], locale, store)
         assert built is not None
         button = built.inline_keyboard[0][0]
         if b.get("url"):  # same label rules, but a link instead of a callback
             button = InlineKeyboardButton(button.text, url=str(b["url"]))
         rows.append([button])
+    if store.pending:
+        log.warning("outbox %s: button payloads over 64 bytes are not stored: %s", row.id,
+                    list(store.pending.values()))
     return InlineKeyboardMarkup(rows)
 
 
