@@ -1,8 +1,9 @@
 """Human hand-off: open a ticket, post it to the staff group, relay both ways, cancel, close.
 
-Staff posts and relays are sent directly (a person is waiting) through bot.gateway.outbound.
-A ticket is 'pending' until its staff post is sent, 'open' after; if staff cannot be reached
+The ticket's staff post goes through the outbox (queued with the ticket, sent by the delivery
+worker): the ticket is 'pending' until it is sent, 'open' after; if staff cannot be reached
 it becomes 'unreachable', the customer is told, and the assistant answers them again.
+Relays and staff replies are sent directly (a person is waiting) through bot.gateway.outbound.
 """
 
 from __future__ import annotations
@@ -40,65 +41,52 @@ def _staff_locale(g: Gateway) -> str:
 
 async def start_handoff(context: ContextTypes.DEFAULT_TYPE, chat_id: int, ident: IdentityView,
                         kind: str, reason: str) -> None:
-    """Open (or reuse) the chat's ticket, post it to the staff group, and tell the user."""
+    """Open (or reuse) the chat's ticket with its staff post queued, and tell the user."""
     g = gw(context)
-    async with g.db.transaction() as s:
-        ticket = await tickets.open_ticket(s, ident.telegram_user_id, ident.customer_id, kind,
-                                           reason)
-        lines = await conversations.transcript(s, chat_id, g.settings.support.transcript_lines)
+    keep = g.settings.support.transcript_lines
     current = turn(context)
-    if current is not None:  # this turn's lines are written when it ends
-        lines += [(who, text) for c, who, text in current.lines if c == chat_id]
-    lines = lines[-g.settings.support.transcript_lines:]
-    if ticket.status == "pending" and not await _post_to_staff(context, ticket, ident, reason,
-                                                               lines):
-        await reply(context, chat_id, ident.locale, "handoff_unreachable", ticket_id=ticket.id)
-        return
+    # This turn's lines are written when it ends; the post shows them already.
+    pending = [(who, text) for c, who, text in (current.lines if current else []) if c == chat_id]
+    async with g.db.transaction() as s:
+        lines = await conversations.transcript(s, chat_id, keep)
+        ticket = await tickets.request_handoff(
+            s, ident.telegram_user_id, ident.customer_id, kind, reason,
+            staff_chat_id=_staff_chat(g), staff_locale=_staff_locale(g),
+            user_name=ident.first_name, transcript=(lines + pending)[-keep:])
     staffed, opens_at = tickets.staffed_now(g.settings.support, g.settings.app.timezone)
     await reply(context, chat_id, ident.locale, "handoff_started", ticket_id=ticket.id,
                 staffed=staffed, opens_at=opens_at, complaint=ticket.kind == "complaint",
                 already=not ticket.created, buttons=[CANCEL_BUTTON])
 
 
-async def _post_to_staff(context: ContextTypes.DEFAULT_TYPE, ticket: TicketView,
-                         ident: IdentityView, reason: str, lines: list[tuple[str, str]]
-                         ) -> bool:
-    """Post the ticket (split if long, close button on the last part); False if it failed."""
-    g = gw(context)
+def _staff_chat(g: Gateway) -> int:
     staff_chat = g.settings.staff_chat_id
-    loc = _staff_locale(g)
-    try:
-        if staff_chat is None:
-            raise RuntimeError("telegram.staff_chat_id is not set")
-        text = render("ticket_staff_post", loc, ticket_id=ticket.id, kind=ticket.kind,
-                      customer_code=ticket.customer_code or "",
-                      customer_name=ticket.customer_name or "", user_name=ident.first_name,
-                      user_id=ident.telegram_user_id, reason=reason,
-                      transcript=[{"who": w, "text": t} for w, t in lines])
-        posted = await send_html(context, staff_chat, text, [
-            {"label_key": "button_close_ticket", "payload": f"ticket:close:{ticket.id}"}], loc)
-    except (TelegramError, RuntimeError) as exc:
-        log.error("ticket %s: staff post failed: %s", ticket.id, exc)
-        async with g.db.transaction() as s:
-            await tickets.mark_unreachable(s, ticket.id, f"{type(exc).__name__}: {exc}")
-        return False
-    async with g.db.transaction() as s:
-        await tickets.staff_post_sent(s, ticket.id, staff_chat, posted[0].message_id)
-        for part in posted[1:]:
-            await tickets.remember_staff_message(s, ticket.id, staff_chat, part.message_id)
-    return True
+    if staff_chat is None:  # settings require one whenever a real token is set
+        raise RuntimeError("telegram.staff_chat_id is not set")
+    return staff_chat
 
 
 async def relay_to_staff(update: Update, context: ContextTypes.DEFAULT_TYPE,
                          ticket: TicketView, ident: IdentityView) -> None:
-    """A message from a chat with an open ticket goes to staff; the bot itself stays quiet."""
+    """A message from a chat with a ticket goes to staff; the bot itself stays quiet.
+
+    Direct while the ticket is open (a person is waiting); queued behind the ticket's post
+    while that is still on its way.
+    """
     g = gw(context)
-    staff_chat = g.settings.staff_chat_id
+    staff_chat = _staff_chat(g)
     message = update.effective_message
-    if staff_chat is None or message is None:
+    if message is None:
         return
     header = render("ticket_relay", _staff_locale(g), ticket_id=ticket.id,
                     user_name=ident.first_name, text=message.text or "")
+    if ticket.status == "pending":
+        async with g.db.transaction() as s:
+            await tickets.queue_relay(s, ticket.id, staff_chat, html=header)
+            if not message.text:
+                await tickets.queue_relay(s, ticket.id, staff_chat,
+                                          copy_from=(message.chat_id, message.message_id))
+        return
     sent = await send_html(context, staff_chat, header)
     if not message.text:  # photos, voice, files: pass the original along
         sent.append(await copy(context, staff_chat, message))

@@ -26,8 +26,9 @@ class Route:
 
 async def decide_route(s: AsyncSession, telegram_user_id: int, text: str | None,
                        code_length: int) -> Route:
-    """An open ticket silences the bot (relay); a bare link code is redeemed; else assistant."""
-    ticket = await tickets.open_ticket_for(s, telegram_user_id)
+    """A ticket with staff (or whose staff post is on its way) silences the bot: relay; a bare
+    link code is redeemed; else the assistant. An unreachable ticket silences nobody."""
+    ticket = await tickets.active_ticket(s, telegram_user_id)
     if ticket is not None:
         return Route("relay", ticket)
     if text and accounts.looks_like_link_code(text, code_length):

@@ -21,6 +21,7 @@ from core.models import (
     ACTIVE_TICKET_STATUSES,
     PRIORITY_INTERACTIVE,
     PRIORITY_NOTICE,
+    PRIORITY_STAFF,
     TICKET_KINDS,
     AuditLog,
     Customer,
@@ -91,6 +92,41 @@ async def open_ticket(s: AsyncSession, telegram_user_id: int, customer_id: int |
     t = await s.get(Ticket, new_id)
     assert t is not None
     return await _view(s, t, created=True)
+
+
+async def request_handoff(s: AsyncSession, telegram_user_id: int, customer_id: int | None,
+                          kind: str, reason: str, *, staff_chat_id: int, staff_locale: str,
+                          user_name: str, transcript: list[tuple[str, str]]) -> TicketView:
+    """Open the chat's ticket and queue its post to the staff group in the same unit of work
+    (or return the active one, whose post is queued already). The delivery worker sends the
+    post; its hooks open the ticket, or mark it unreachable and tell the customer."""
+    ticket = await open_ticket(s, telegram_user_id, customer_id, kind, reason)
+    if ticket.created:
+        await outbox.enqueue(
+            s, staff_chat_id, kind="ticket_post", ref=f"ticket:{ticket.id}",
+            priority=PRIORITY_STAFF, template="ticket_staff_post", locale=staff_locale,
+            variables={"ticket_id": ticket.id, "kind": ticket.kind,
+                       "customer_code": ticket.customer_code or "",
+                       "customer_name": ticket.customer_name or "", "user_name": user_name,
+                       "user_id": telegram_user_id, "reason": reason[:2000],
+                       "transcript": [{"who": w, "text": t} for w, t in transcript]},
+            buttons=[{"label_key": "button_close_ticket",
+                      "payload": f"ticket:close:{ticket.id}"}],
+            dedupe_key=f"ticket:{ticket.id}:post")
+    return ticket
+
+
+async def queue_relay(s: AsyncSession, ticket_id: int, staff_chat_id: int, *,
+                      html: str | None = None, copy_from: tuple[int, int] | None = None) -> None:
+    """Queue a customer's message for staff while the ticket's post is still on its way
+    (behind the post, so staff see them in order)."""
+    await outbox.enqueue(s, staff_chat_id, kind="ticket_relay", ref=f"ticket:{ticket_id}",
+                         priority=PRIORITY_STAFF, text=html, copy_from=copy_from)
+
+
+@outbox.on_sent("ticket_relay")
+async def _ticket_relay_sent(s: AsyncSession, message: OutboxMessage, message_id: int) -> None:
+    await remember_staff_message(s, _ticket_id(message.ref), message.chat_id, message_id)
 
 
 async def active_ticket(s: AsyncSession, telegram_user_id: int) -> TicketView | None:

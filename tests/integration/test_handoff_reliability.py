@@ -9,7 +9,15 @@ import datetime as dt
 from sqlalchemy import func, select, text
 
 from core.db import Database
-from core.models import AuditLog, OutboxMessage, Product, StockSubscription, Ticket, utcnow
+from core.models import (
+    PRIORITY_STAFF,
+    AuditLog,
+    OutboxMessage,
+    Product,
+    StockSubscription,
+    Ticket,
+    utcnow,
+)
 from core.services import (
     callbacks,
     conversations,
@@ -48,7 +56,7 @@ async def test_a_ticket_staff_never_got_silences_nobody(db: Database) -> None:
     ticket = await uow(db, tickets.open_ticket, 7, None, "handoff", "人呢")
     assert ticket.status == "pending"
     route = await uow(db, conversations.decide_route, 7, "箱子破了", 8)
-    assert route.action == "assistant"  # pending: not relayed, not swallowed
+    assert route.action == "relay"  # queued behind the staff post that is on its way
     await uow(db, tickets.staff_post_sent, ticket.id, -100, 55)
     route = await uow(db, conversations.decide_route, 7, "箱子破了", 8)
     assert route.action == "relay" and route.ticket and route.ticket.id == ticket.id
@@ -61,6 +69,22 @@ async def test_a_ticket_staff_never_got_silences_nobody(db: Database) -> None:
     assert (await uow(db, conversations.decide_route, 8, "hello", 8)).action == "assistant"
     again = await uow(db, tickets.open_ticket, 8, None, "handoff", "try again")
     assert again.created and again.id != second.id
+
+
+async def test_ten_taps_queue_one_staff_post_with_the_ticket(db: Database) -> None:
+    views = await asyncio.gather(*[
+        uow(db, tickets.request_handoff, 44, None, "handoff", "转人工", staff_chat_id=-100,
+            staff_locale="zh-Hans", user_name="赵", transcript=[("user", "冰红茶还有货吗")])
+        for _ in range(10)])
+    assert len({v.id for v in views}) == 1
+    async with db.transaction() as s:
+        posts = (await s.scalars(select(OutboxMessage))).all()
+    assert len(posts) == 1
+    post = posts[0]
+    assert (post.chat_id, post.kind, post.ref, post.priority) == (
+        -100, "ticket_post", f"ticket:{views[0].id}", PRIORITY_STAFF)
+    assert post.variables["transcript"] == [{"who": "user", "text": "冰红茶还有货吗"}]
+    assert post.buttons[0]["payload"] == f"ticket:close:{views[0].id}"
 
 
 async def test_customer_cancels(db: Database) -> None:
