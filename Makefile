@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIPOPTS ?= -q
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-rasa run test test-fast lint import link-code train nlu-eval bench-latency clean
+.PHONY: help install install-rasa run test test-fast lint import link-code train nlu-eval bench-latency bench-delivery clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ nlu-eval: install install-rasa ## NLU evaluation → benchmarks/results/nlu.json
 
 bench-latency: install install-rasa ## end-to-end latency benchmark → benchmarks/results/latency.json
 	$(PY) benchmarks/latency.py
+
+bench-delivery: install install-rasa ## delivery worker benchmark → benchmarks/results/delivery.json
+	flock /tmp/rasa-train.lock $(PY) benchmarks/delivery.py
 
 clean: ## remove runtime files (database, logs); keeps the environments and models
 	rm -rf var

@@ -81,7 +81,8 @@ def process_env(settings: Settings, model: Path | None, base: dict[str, str] | N
         "# Written by the launcher at each start; edit config.yml instead.\n"
         "action_endpoint:\n"
         f"  url: {json.dumps(settings.actions.url)}\n"
-        f"  token: {json.dumps(env['ACTION_SERVER_TOKEN'])}\n",
+        f"  token: {json.dumps(env['ACTION_SERVER_TOKEN'])}\n"
+        + rasa_stores(settings, env),
         encoding="utf-8",
     )
     credentials = rasa_dir / "credentials.yml"
@@ -104,6 +105,43 @@ def process_env(settings: Settings, model: Path | None, base: dict[str, str] | N
         "PYTHONUNBUFFERED": "1",
     })
     return env
+
+
+def rasa_stores(settings: Settings, env: dict[str, str]) -> str:
+    """endpoints.yml entries for Rasa's SQL tracker store (conversations survive a restart)
+    and, when rasa.redis_url is set, its Redis lock store. Passwords go into `env` and are
+    referenced as ${VAR} (Rasa substitutes environment variables in endpoints.yml).
+
+    SQLite: a separate file, var/rasa/tracker.db (Rasa runs its own SQLAlchemy 1.4).
+    PostgreSQL: the app's server, a separate database `<app db>_rasa` that Rasa creates on
+    first start (it logs in to the app's database to do so).
+    """
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.resolved_database_url())
+    if url.get_backend_name() == "sqlite":
+        tracker_db = settings.data_path / "rasa" / "tracker.db"
+        out = ("tracker_store:\n  type: SQL\n  dialect: sqlite\n"
+               f"  db: {json.dumps(str(tracker_db))}\n")
+    else:
+        env["RASA_TRACKER_DB_PASSWORD"] = url.password or ""
+        out = ("tracker_store:\n  type: SQL\n  dialect: postgresql\n"
+               f"  url: {json.dumps(url.host or '127.0.0.1')}\n  port: {url.port or 5432}\n"
+               f"  username: {json.dumps(url.username or 'postgres')}\n"
+               + ("  password: ${RASA_TRACKER_DB_PASSWORD}\n" if url.password else "")
+               + f"  db: {json.dumps((url.database or 'postgres') + '_rasa')}\n"
+               f"  login_db: {json.dumps(url.database or 'postgres')}\n")
+    if settings.rasa.redis_url:
+        redis = make_url(settings.rasa.redis_url)
+        env["RASA_REDIS_PASSWORD"] = redis.password or ""
+        db = (redis.database or "0").lstrip("/") or "0"
+        out += ("lock_store:\n  type: redis\n"
+                f"  url: {json.dumps(redis.host or '127.0.0.1')}\n  port: {redis.port or 6379}\n"
+                f"  db: {int(db)}\n"
+                + ("  password: ${RASA_REDIS_PASSWORD}\n" if redis.password else "")
+                + f"  use_ssl: {'true' if redis.drivername == 'rediss' else 'false'}\n"
+                "  key_prefix: dealer_desk\n")
+    return out
 
 
 @dataclass
@@ -252,6 +290,7 @@ def standard_procs(settings: Settings) -> list[Proc]:
                       ready_url=f"http://{settings.actions.host}:{settings.actions.port}/health"))
     procs.append(Proc("rasa", commands["rasa"], ready_url=f"{settings.rasa.url}/", echo=False))
     procs.append(Proc("gateway", commands["gateway"], ready_line="gateway ready"))
+    procs.append(Proc("worker", commands["worker"], ready_line="delivery worker ready"))
     return procs
 
 

@@ -102,6 +102,125 @@ async def cmd_link_code(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_tickets(settings: Settings, args: argparse.Namespace) -> int:
+    """List hand-off tickets, or close one (the customer is told through the outbox)."""
+    from core.errors import NotFound
+    from core.services import tickets
+
+    db = _db(settings)
+    try:
+        await upgrade(db.engine)
+        async with db.transaction() as s:
+            if args.action == "list":
+                rows = await tickets.list_tickets(s, None if args.status == "all"
+                                                  else args.status, args.limit)
+                print(f"{'#':>6}  {'status':<11} {'kind':<9} {'created (UTC)':<16} "
+                      f"{'answered':<8} customer")
+                for t in rows:
+                    created = t.created_at.strftime("%Y-%m-%d %H:%M") if t.created_at else ""
+                    who = t.customer_code or f"tg {t.telegram_user_id}"
+                    print(f"{t.id:>6}  {t.status:<11} {t.kind:<9} {created:<16} "
+                          f"{'yes' if t.answered else 'no':<8} {who}")
+                return 0
+            try:
+                t = await tickets.close_and_notify(s, args.ticket_id, f"cli:{args.by}",
+                                                   settings.app.default_locale)
+            except NotFound:
+                print(f"error: no ticket #{args.ticket_id}", file=sys.stderr)
+                return 1
+    finally:
+        await db.dispose()
+    print(f"ticket #{t.id} " + ("closed; the customer will be told" if t.just_closed
+                                else f"was already {t.status}"))
+    return 0
+
+
+async def cmd_outbox_failed(settings: Settings, args: argparse.Namespace) -> int:
+    """List messages that failed for good, with their reasons."""
+    from core.services import outbox
+
+    db = _db(settings)
+    try:
+        async with db.transaction() as s:
+            failed = await outbox.failed_messages(s, args.campaign, limit=args.limit)
+    finally:
+        await db.dispose()
+    if not failed:
+        print("no failed messages" + (f" in campaign {args.campaign}" if args.campaign else ""))
+        return 0
+    print(f"{'id':>8}  {'chat':>15}  {'campaign':>8}  {'kind':<16} reason")
+    for m in failed:
+        print(f"{m.id:>8}  {m.chat_id:>15}  {m.campaign_id or '-':>8}  {m.kind:<16} {m.error}")
+    print(f"\n{len(failed)} failed; queue them again with: python -m core.cli outbox retry "
+          f"{'--campaign ' + str(args.campaign) if args.campaign else 'ID …'}")
+    return 0
+
+
+async def cmd_outbox_retry(settings: Settings, args: argparse.Namespace) -> int:
+    """Queue failed messages again."""
+    from core.services import outbox
+
+    if not args.ids and args.campaign is None and not args.all_failed:
+        print("error: say which messages to retry: message ids, --campaign N or --all-failed "
+              "(list them with: python -m core.cli outbox failed)", file=sys.stderr)
+        return 2
+    db = _db(settings)
+    try:
+        async with db.transaction() as s:
+            n = await outbox.retry(s, ids=args.ids or None, campaign_id=args.campaign,
+                                   all_failed=args.all_failed)
+    finally:
+        await db.dispose()
+    if n == 0:
+        print("nothing to retry: no failed message matched (only 'failed' messages are "
+              "re-queued; see python -m core.cli outbox failed)", file=sys.stderr)
+        return 1
+    print(f"{n} message(s) queued again; a running delivery worker sends them "
+          "(start one with: python -m bot.delivery)")
+    return 0
+
+
+async def cmd_campaign_report(settings: Settings, args: argparse.Namespace) -> int:
+    """Print a campaign's counts and failure reasons."""
+    from core.errors import NotFound
+    from core.services import outbox
+
+    db = _db(settings)
+    try:
+        async with db.transaction() as s:
+            report = await outbox.campaign_report(s, args.campaign_id)
+    except NotFound:
+        print(f"error: no campaign {args.campaign_id}; check the id", file=sys.stderr)
+        return 1
+    finally:
+        await db.dispose()
+    print(f"campaign {report.id}: {report.title} [{report.status}]")
+    print(f"  total {report.total}  sent {report.sent}  failed {report.failed}  "
+          f"queued {report.queued}  sending {report.sending}  cancelled {report.cancelled}")
+    for reason, count in report.reasons:
+        print(f"  failed: {count:>6}  {reason}")
+    return 0
+
+
+async def cmd_campaign_cancel(settings: Settings, args: argparse.Namespace) -> int:
+    """Cancel a campaign: nothing more of it is sent."""
+    from core.errors import NotFound
+    from core.services import outbox
+
+    db = _db(settings)
+    try:
+        async with db.transaction() as s:
+            n = await outbox.cancel_campaign(s, args.campaign_id, by=args.by)
+    except NotFound:
+        print(f"error: no campaign {args.campaign_id}; check the id", file=sys.stderr)
+        return 1
+    finally:
+        await db.dispose()
+    print(f"campaign {args.campaign_id} cancelled: {n} message(s) will not be sent; messages "
+          "already in a Telegram call finish. The final report goes to the report chat.")
+    return 0
+
+
 def _progress(label: str, done: int, total: int) -> None:
     width = 30
     filled = int(width * done / total) if total else width
@@ -157,10 +276,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", choices=["admin", "customer_service", "trainer"],
                    default="customer_service", help="role for --staff")
     p.add_argument("--by", default="cli", help="who issues the code (for the audit log)")
+
+    p = sub.add_parser("tickets", help="list or close hand-off tickets",
+                       description="Hand-off tickets: list them, or close one.")
+    tsub = p.add_subparsers(dest="action", required=True)
+    lp = tsub.add_parser("list", help="list tickets, newest first",
+                         description="List hand-off tickets, newest first.")
+    lp.add_argument("--status", default="active",
+                    choices=["active", "all", "pending", "open", "unreachable", "closed",
+                             "cancelled"],
+                    help="which tickets (default active: pending or open)")
+    lp.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    cp = tsub.add_parser("close", help="close a ticket; the customer is told",
+                         description="Close ticket N; the customer gets the usual notice "
+                                     "(queued in the outbox, sent by the delivery worker).")
+    cp.add_argument("ticket_id", type=int, metavar="N", help="ticket number")
+    cp.add_argument("--by", default="staff", help="who closes it (for the audit log)")
+
+    p = sub.add_parser("outbox", help="failed messages and retries",
+                       description="Inspect and retry messages of the outbox.")
+    osub = p.add_subparsers(dest="action", required=True)
+    q = osub.add_parser("failed", help="list failed messages with their reasons",
+                        description="List messages that failed for good, newest first.")
+    q.add_argument("--campaign", type=int, default=None, help="only this campaign")
+    q.add_argument("--limit", type=int, default=200, help="at most this many (default 200)")
+    q.set_defaults(handler=cmd_outbox_failed)
+    q = osub.add_parser("retry", help="queue failed messages again",
+                        description="Queue failed messages again: by id, by campaign or all.")
+    q.add_argument("ids", nargs="*", type=int, help="message ids (from `outbox failed`)")
+    q.add_argument("--campaign", type=int, default=None, help="every failed message of it")
+    q.add_argument("--all-failed", action="store_true", help="every failed message")
+    q.set_defaults(handler=cmd_outbox_retry)
+
+    p = sub.add_parser("campaign", help="campaign reports and cancelling",
+                       description="Reports and cancelling of campaigns (bulk sends).")
+    csub = p.add_subparsers(dest="action", required=True)
+    q = csub.add_parser("report", help="counts and failure reasons of a campaign",
+                        description="Queued / sent / failed (reasons grouped) / cancelled.")
+    q.add_argument("campaign_id", type=int, help="campaign id")
+    q.set_defaults(handler=cmd_campaign_report)
+    q = csub.add_parser("cancel", help="stop a campaign half-way",
+                        description="Nothing more of the campaign is sent; its queued messages "
+                                    "become 'cancelled' and the final report says so.")
+    q.add_argument("campaign_id", type=int, help="campaign id")
+    q.add_argument("--by", default="cli", help="who cancels (recorded as the reason)")
+    q.set_defaults(handler=cmd_campaign_cancel)
     return parser
 
 
 COMMANDS = {
+    "tickets": cmd_tickets,
     "migrate": cmd_migrate,
     "import": cmd_import,
     "seed-demo": cmd_seed_demo,
@@ -176,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(COMMANDS[args.command](settings, args))
+    handler = getattr(args, "handler", None) or COMMANDS[args.command]
+    return asyncio.run(handler(settings, args))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import (
+    text as sql_text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING = {
@@ -222,12 +225,41 @@ class Promotion(Base):
 
 
 class ProcessedUpdate(Base):
-    """Telegram update ids already handled, so a redelivered update is handled once."""
+    """A Telegram update a gateway has claimed: 'processing' under a lease, 'done' once handled.
+
+    A redelivered update is dropped when it is done, or while another attempt holds its lease;
+    an attempt that crashed (lease expired, not done) is handled again.
+    """
 
     __tablename__ = "processed_updates"
 
     update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     processed_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    state: Mapped[str] = mapped_column(String(16), default="done", server_default="done")
+    lease_until: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class CallbackPayload(Base):
+    """A button payload longer than Telegram's 64-byte callback_data, behind a short key."""
+
+    __tablename__ = "callback_payloads"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class ChatLine(Base):
+    """A recent line of a private conversation (the last few per chat), for hand-off posts."""
+
+    __tablename__ = "chat_lines"
+    __table_args__ = (Index("ix_chat_lines_chat", "chat_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    who: Mapped[str] = mapped_column(String(8))  # user | bot
+    text: Mapped[str] = mapped_column(Text)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class AuditLog(Base):
@@ -244,6 +276,10 @@ class AuditLog(Base):
 
 
 TICKET_KINDS = ("handoff", "complaint")
+# pending: waiting for the staff post to be confirmed sent; open: staff have it (the bot relays
+# and stays quiet); unreachable: the staff post failed for good; closed / cancelled: over.
+TICKET_STATUSES = ("pending", "open", "unreachable", "closed", "cancelled")
+ACTIVE_TICKET_STATUSES = ("pending", "open")
 
 
 class Ticket(Base):
@@ -255,11 +291,19 @@ class Ticket(Base):
     telegram_user_id: Mapped[int] = mapped_column(BigInteger, index=True)
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), default=None)
     kind: Mapped[str] = mapped_column(String(16), default="handoff")
-    status: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     closed_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    answered_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (
+        # One active ticket per chat, enforced by the database (double taps, two gateways).
+        Index("uq_tickets_active_chat", "telegram_user_id", unique=True,
+              sqlite_where=sql_text("status IN ('pending', 'open')"),
+              postgresql_where=sql_text("status IN ('pending', 'open')")),
+    )
 
 
 class TicketMessage(Base):
@@ -286,6 +330,13 @@ class StockSubscription(Base):
                                             index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     notified_at: Mapped[dt.datetime | None] = mapped_column(default=None, index=True)
+
+    __table_args__ = (
+        # One waiting subscription per chat and product, enforced by the database.
+        Index("uq_stock_subscriptions_waiting", "telegram_user_id", "product_id", unique=True,
+              sqlite_where=sql_text("notified_at IS NULL"),
+              postgresql_where=sql_text("notified_at IS NULL")),
+    )
 
 
 OUTBOX_STATUSES = ("queued", "sending", "sent", "failed", "cancelled")
@@ -356,3 +407,39 @@ class OutboxMessage(Base):
         # The worker's claim: queued rows that are due, most urgent first.
         Index("ix_outbox_due", "status", "priority", "not_before", "id"),
     )
+
+
+# --- Delivery worker (migration 0005). Appended so the classes above stay untouched. ---
+
+# Set just before the HTTP call: a 'sending' row without it was claimed but never tried, so a
+# reclaim after a crash cannot duplicate it; with it, the message may have arrived.
+OutboxMessage.in_call_at = mapped_column(DateTime(timezone=True), default=None, nullable=True)
+# Parts of a split message already delivered, so a retry does not resend them.
+OutboxMessage.parts_sent = mapped_column(Integer, default=0, server_default="0", nullable=False)
+# Chat the message was first addressed to when its group migrated to a supergroup.
+OutboxMessage.migrated_from = mapped_column(BigInteger, default=None, nullable=True)
+# Last progress report of a campaign (progress is reported at most every N seconds).
+Campaign.progress_at = mapped_column(DateTime(timezone=True), default=None, nullable=True)
+
+
+class ChatMigration(Base):
+    """A group that became a supergroup: messages for `old_chat_id` go to `new_chat_id`."""
+
+    __tablename__ = "chat_migrations"
+
+    old_chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    new_chat_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    migrated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class DeliveryPace(Base):
+    """Shared send slots: every worker reserves its next slot here (one row per limit)."""
+
+    __tablename__ = "delivery_pace"
+
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # Unix time (seconds) of the first free slot; floats avoid per-dialect datetime arithmetic.
+    next_at: Mapped[float] = mapped_column(default=0.0)
+
+# The reclaim of expired leases (crash recovery) scans 'sending' rows by lease end.
+Index("ix_outbox_lease", OutboxMessage.status, OutboxMessage.lease_until)

@@ -218,6 +218,7 @@ async def start_system(data_dir: Path, log=print) -> Harness:
         "SANDBOX_PORT": str(free_port()),
         "APP__RASA__TIMEOUT_SECONDS": "3",
         "APP__SUPPORT__RESTOCK_POLL_SECONDS": "1",
+        "APP__SUPPORT__TRANSCRIPT_LINES": "20",  # long enough for a staff post over 4,096
     })
     settings = load_settings(env=env)
     await cmd_migrate(settings, argparse.Namespace())

@@ -14,17 +14,12 @@ from bot.actions.sdk import (
     slot_set,
 )
 from core.services import catalogue, promotions
-from core.services.catalogue import ProductRef
+from core.services.catalogue import ProductRef, product_vars
 
 
 def product_button(intent: str, p: ProductRef) -> dict[str, str]:
     """A button that repeats the question for one specific product."""
     return intent_button(intent, f"{p.name_zh} {p.name_en} ({p.sku})".strip(), product=p.sku)
-
-
-def product_vars(p: ProductRef) -> dict[str, str]:
-    """Names of a product for templates."""
-    return {"sku": p.sku, "name_zh": p.name_zh, "name_en": p.name_en}
 
 
 def _mention(tracker: Tracker) -> str:
@@ -38,40 +33,15 @@ class ActionStockQuery(Action):
     async def run(self, ctx: ActionContext, dispatcher: Dispatcher, tracker: Tracker,
                   domain: dict[str, Any]) -> list[dict[str, Any]]:
         """Say whether a product is available, low or out of stock, per warehouse."""
-        mention = _mention(tracker)
-        res = await catalogue.resolve_product(ctx.s, mention)
-        if res.unique is None and mention != tracker.text and tracker.text:
-            # The model sometimes tags only the head noun (香菇炖鸡面 → 面); the whole
-            # question may still name exactly one product.
-            whole = await catalogue.resolve_product(ctx.s, tracker.text)
-            if whole.unique is not None:
-                res = whole
-        if not res.matches and await catalogue.catalogue_is_empty(ctx.s):
-            dispatcher.reply("catalogue_empty", buttons=[HANDOFF_BUTTON])
-            return [slot_set("product", None)]
-        if res.unique is None and not res.matches:
-            if res.suggestions:
-                dispatcher.reply("product_not_found", given=mention[:60], buttons=[
-                    product_button("stock_query", p) for p in res.suggestions])
-            else:
-                dispatcher.reply("product_not_found", given=mention[:60])
-            return [slot_set("product", None)]
-        if res.unique is None:
-            dispatcher.reply("product_pick", buttons=[
-                product_button("stock_query", p) for p in res.matches])
-            return [slot_set("product", None)]
-        stock_cfg = ctx.settings.stock
-        answer = await catalogue.stock_for(ctx.s, res.unique, stock_cfg.low_threshold)
-        similar = []
-        if answer.status == "out":
-            similar = [product_vars(p) for p in
-                       await catalogue.similar_in_stock(ctx.s, res.unique)]
-        buttons = None
-        if answer.status == "out":  # handled by the gateway itself, no NLU needed
-            buttons = [{"label_key": "button_notify_restock",
-                        "payload": f"notify:{res.unique.sku}"}]
-        dispatcher.reply("stock_answer", similar=similar, buttons=buttons,
-                         **answer.as_vars(show_quantities=stock_cfg.show_quantities))
+        reply = await catalogue.answer_stock_question(ctx.s, _mention(tracker), tracker.text,
+                                                      ctx.settings.stock)
+        buttons = [product_button("stock_query", p) for p in reply.choices]
+        if reply.notify_sku:  # handled by the gateway itself, no NLU needed
+            buttons.append({"label_key": "button_notify_restock",
+                            "payload": f"notify:{reply.notify_sku}"})
+        if reply.offer_handoff:
+            buttons.append(HANDOFF_BUTTON)
+        dispatcher.reply(reply.template, buttons=buttons or None, **reply.vars)
         return [slot_set("product", None)]
 
 

@@ -39,27 +39,8 @@ class ActionOrderStatus(Action):
         if not raw:
             found = ORDER_IN_TEXT.search(tracker.text)
             raw = "".join(found.groups()) if found else None
-        if raw:
-            if orders.normalize_order_no(str(raw)) is None:
-                dispatcher.reply("order_id_invalid", given=str(raw)[:40])
-                return [slot_set("order_id", None)]
-            view = await orders.find_order(ctx.s, ident.customer_id, str(raw))
-            if view is None:
-                dispatcher.reply("order_not_found", order_no=orders.normalize_order_no(str(raw)))
-            else:
-                dispatcher.reply("order_status", **view.as_vars())
-            return [slot_set("order_id", None)]
-
-        open_orders = await orders.recent_orders(ctx.s, ident.customer_id, open_only=True)
-        if len(open_orders) == 1:
-            dispatcher.reply("order_status", **open_orders[0].as_vars())
-        elif open_orders:
-            dispatcher.reply("order_pick", buttons=[order_button(o.order_no) for o in open_orders],
-                             count=len(open_orders))
-        else:
-            latest = await orders.recent_orders(ctx.s, ident.customer_id, limit=1)
-            if latest:
-                dispatcher.reply("orders_none_open_latest", **latest[0].as_vars())
-            else:
-                dispatcher.reply("orders_none")
+        answer = await orders.answer_order_question(ctx.s, ident.customer_id,
+                                                    str(raw) if raw else None)
+        dispatcher.reply(answer.template, buttons=[order_button(no) for no in answer.choices]
+                         or None, **answer.vars)
         return [slot_set("order_id", None)]

@@ -7,19 +7,10 @@ import logging
 import signal
 
 from telegram import BotCommand, Update
-from telegram.ext import (
-    AIORateLimiter,
-    Application,
-    CallbackQueryHandler,
-    CommandHandler,
-    MessageHandler,
-    TypeHandler,
-    filters,
-)
+from telegram.ext import AIORateLimiter, Application
 
-from bot.gateway import handlers as h
-from bot.gateway import handoff
-from bot.gateway.context import Gateway
+from bot.gateway import assistant, groups, handoff, housekeeping, language, restock, turns
+from bot.gateway.context import GATEWAY, Gateway
 from bot.gateway.rasa_client import RasaClient
 from core.db import Database
 from core.settings import Settings
@@ -27,16 +18,37 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def register_features(app: Application) -> None:
+    """Every feature's handlers, in the order they are tried (first match wins in group 0).
+
+    A feature adds its handlers with its own `register(app)`; to plug one in, add a line here.
+    """
+    # 1. Every update: claimed once and identified first, marked done last; the error handler.
+    turns.register(app)
+    # 2. Hand-off: the staff group (replies, /close, close button) and the customer's /cancel.
+    handoff.register(app)
+    # 3. Commands and buttons that need no NLU.
+    assistant.register_commands(app)  # /start, /help
+    language.register(app)            # /language and its buttons
+    restock.register(app)             # "tell me when it's back"
+    # 4. Group chats: community/ and training/ register here, before groups' catch-all.
+    groups.register(app)
+    # 5. Private catch-alls: other buttons and free text to the assistant, unknown commands.
+    assistant.register(app)
+
+
 def build_application(settings: Settings, db: Database) -> Application:
-    """The Application with every handler registered, in the order they are tried."""
+    """The Application with every feature registered."""
     tg = settings.telegram
     app = (
         Application.builder()
         .token(settings.bot_token)
         .base_url(settings.bot_api_base_url)
         .base_file_url(settings.bot_file_base_url)
+        # The one retry policy for direct sends: the limiter waits out 429s, three times.
         .rate_limiter(AIORateLimiter(max_retries=3))
-        .concurrent_updates(256)  # per-chat order is kept by Gateway.chat_lock
+        # Concurrent across chats, in order within one (per-process locks; see README).
+        .concurrent_updates(turns.ChatOrderedProcessor(256))
         .connection_pool_size(64)
         .connect_timeout(tg.connect_timeout_seconds)
         .read_timeout(tg.read_timeout_seconds)
@@ -44,51 +56,31 @@ def build_application(settings: Settings, db: Database) -> Application:
         .get_updates_read_timeout(40)
         .build()
     )
-    app.bot_data[h.GATEWAY] = Gateway(
+    app.bot_data[GATEWAY] = Gateway(
         settings=settings, db=db,
         rasa=RasaClient(settings.rasa.url, settings.rasa.timeout_seconds),
     )
-    # Edited messages are not re-answered: only new messages in private chats.
-    private = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
-    # 1. Every update: drop redeliveries before anything else runs.
-    app.add_handler(TypeHandler(Update, h.drop_duplicates), group=-1)
-    # 2. The staff group: replies to a ticket go to the customer; buttons close tickets.
-    if settings.staff_chat_id is not None:
-        app.add_handler(MessageHandler(filters.Chat(settings.staff_chat_id) & filters.REPLY,
-                                       handoff.on_staff_reply))
-    app.add_handler(CallbackQueryHandler(handoff.on_close_button, pattern=r"^ticket:close:"))
-    # 3. Commands and buttons that need no NLU.
-    app.add_handler(CommandHandler("start", h.start, filters=private))
-    app.add_handler(CommandHandler("help", h.help_command, filters=private))
-    app.add_handler(CommandHandler("language", h.language, filters=private))
-    app.add_handler(CallbackQueryHandler(h.on_language_button, pattern=r"^lang:"))
-    app.add_handler(CallbackQueryHandler(h.on_notify_button, pattern=r"^notify:"))
-    app.add_handler(CallbackQueryHandler(h.on_button))
-    app.add_handler(MessageHandler(private & filters.COMMAND, h.unknown_command))
-    # 4. Free text goes to the assistant; anything else gets told what the bot reads.
-    app.add_handler(MessageHandler(private & filters.TEXT, h.on_text))
-    app.add_handler(MessageHandler(private & ~filters.TEXT & ~filters.StatusUpdate.ALL,
-                                   h.on_non_text))
-    app.add_error_handler(h.on_error)
+    register_features(app)
     return app
 
 
 async def _post_init(app: Application) -> None:
-    gateway: Gateway = app.bot_data[h.GATEWAY]
+    gateway: Gateway = app.bot_data[GATEWAY]
     await gateway.rasa.start()
-    await gateway.prune_processed()
+    gateway.background.append(asyncio.create_task(housekeeping.loop(gateway)))
     try:
         await app.bot.set_my_commands([
             BotCommand("start", "Start / 开始"),
             BotCommand("help", "Help / 帮助"),
             BotCommand("language", "Language / 语言"),
+            BotCommand("cancel", "Cancel hand-off / 取消转人工"),
         ])
     except Exception:  # a cosmetic call; never block start-up on it
         log.warning("setMyCommands failed", exc_info=True)
 
 
 async def _post_shutdown(app: Application) -> None:
-    gateway: Gateway = app.bot_data[h.GATEWAY]
+    gateway: Gateway = app.bot_data[GATEWAY]
     for task in gateway.background:
         task.cancel()
     await gateway.rasa.close()

@@ -1,25 +1,38 @@
-"""Human hand-off in the gateway: open a ticket, post it to the staff group, relay both ways."""
+"""Human hand-off: open a ticket, post it to the staff group, relay both ways, cancel, close.
+
+The ticket's staff post goes through the outbox (queued with the ticket, sent by the delivery
+worker): the ticket is 'pending' until it is sent, 'open' after; if staff cannot be reached
+it becomes 'unreachable', the customer is told, and the assistant answers them again.
+Relays and staff replies are sent directly (a person is waiting) through bot.gateway.outbound.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.constants import ParseMode
-from telegram.ext import ContextTypes
+from telegram import Message, Update
+from telegram.error import TelegramError
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
 
-from bot.gateway.context import Gateway
+from bot.gateway.context import Gateway, gw, turn
+from bot.gateway.outbound import copy, reply, send_html
 from bot.gateway.render import render
 from core.errors import NotFound
-from core.services import tickets
-from core.services.accounts import IdentityView
+from core.services import conversations, tickets
+from core.services.accounts import IdentityView, get_identity
 from core.services.tickets import TicketView
 
 log = logging.getLogger(__name__)
 
-
-def _gw(context: ContextTypes.DEFAULT_TYPE) -> Gateway:
-    return context.bot_data["gateway"]
+CANCEL_PAYLOAD = "ticket:cancel"
+CANCEL_BUTTON = {"label_key": "button_cancel_handoff", "payload": CANCEL_PAYLOAD}
 
 
 def _staff_locale(g: Gateway) -> str:
@@ -28,56 +41,58 @@ def _staff_locale(g: Gateway) -> str:
 
 async def start_handoff(context: ContextTypes.DEFAULT_TYPE, chat_id: int, ident: IdentityView,
                         kind: str, reason: str) -> None:
-    """Open (or reuse) the chat's ticket, tell the user, and post it to the staff group."""
-    from bot.gateway.handlers import reply
-
-    g = _gw(context)
+    """Open (or reuse) the chat's ticket with its staff post queued, and tell the user."""
+    g = gw(context)
+    keep = g.settings.support.transcript_lines
+    current = turn(context)
+    # This turn's lines are written when it ends; the post shows them already.
+    pending = [(who, text) for c, who, text in (current.lines if current else []) if c == chat_id]
     async with g.db.transaction() as s:
-        ticket = await tickets.open_ticket(s, ident.telegram_user_id, ident.customer_id, kind,
-                                           reason)
+        lines = await conversations.transcript(s, chat_id, keep)
+        ticket = await tickets.request_handoff(
+            s, ident.telegram_user_id, ident.customer_id, kind, reason,
+            staff_chat_id=_staff_chat(g), staff_locale=_staff_locale(g),
+            user_name=ident.first_name, transcript=(lines + pending)[-keep:])
     staffed, opens_at = tickets.staffed_now(g.settings.support, g.settings.app.timezone)
     await reply(context, chat_id, ident.locale, "handoff_started", ticket_id=ticket.id,
                 staffed=staffed, opens_at=opens_at, complaint=ticket.kind == "complaint",
-                already=not ticket.created)
-    if not ticket.created:
-        return
+                already=not ticket.created, buttons=[CANCEL_BUTTON])
+
+
+def _staff_chat(g: Gateway) -> int:
     staff_chat = g.settings.staff_chat_id
-    if staff_chat is None:
-        log.warning("ticket %s opened but telegram.staff_chat_id is not set", ticket.id)
-        return
-    loc = _staff_locale(g)
-    text = render("ticket_staff_post", loc, ticket_id=ticket.id, kind=ticket.kind,
-                  customer_code=ticket.customer_code or "", customer_name=ticket.customer_name
-                  or "", user_name=ident.first_name, user_id=ident.telegram_user_id,
-                  reason=reason, transcript=[{"who": w, "text": t}
-                                             for w, t in g.transcript(chat_id)])
-    button = InlineKeyboardMarkup([[InlineKeyboardButton(
-        render("button_close_ticket", loc), callback_data=f"ticket:close:{ticket.id}")]])
-    posted = await context.bot.send_message(staff_chat, text, parse_mode=ParseMode.HTML,
-                                            reply_markup=button)
-    async with g.db.transaction() as s:
-        await tickets.remember_staff_message(s, ticket.id, staff_chat, posted.message_id)
+    if staff_chat is None:  # settings require one whenever a real token is set
+        raise RuntimeError("telegram.staff_chat_id is not set")
+    return staff_chat
 
 
 async def relay_to_staff(update: Update, context: ContextTypes.DEFAULT_TYPE,
                          ticket: TicketView, ident: IdentityView) -> None:
-    """A message from a chat with an open ticket goes to staff; the bot itself stays quiet."""
-    g = _gw(context)
-    staff_chat = g.settings.staff_chat_id
+    """A message from a chat with a ticket goes to staff; the bot itself stays quiet.
+
+    Direct while the ticket is open (a person is waiting); queued behind the ticket's post
+    while that is still on its way.
+    """
+    g = gw(context)
+    staff_chat = _staff_chat(g)
     message = update.effective_message
-    if staff_chat is None or message is None:
+    if message is None:
         return
-    loc = _staff_locale(g)
-    header = render("ticket_relay", loc, ticket_id=ticket.id, user_name=ident.first_name,
-                    text=message.text or "")
-    sent = await context.bot.send_message(staff_chat, header, parse_mode=ParseMode.HTML)
-    copied = None
+    header = render("ticket_relay", _staff_locale(g), ticket_id=ticket.id,
+                    user_name=ident.first_name, text=message.text or "")
+    if ticket.status == "pending":
+        async with g.db.transaction() as s:
+            await tickets.queue_relay(s, ticket.id, staff_chat, html=header)
+            if not message.text:
+                await tickets.queue_relay(s, ticket.id, staff_chat,
+                                          copy_from=(message.chat_id, message.message_id))
+        return
+    sent = await send_html(context, staff_chat, header)
     if not message.text:  # photos, voice, files: pass the original along
-        copied = await context.bot.copy_message(staff_chat, message.chat_id, message.message_id)
+        sent.append(await copy(context, staff_chat, message))
     async with g.db.transaction() as s:
-        await tickets.remember_staff_message(s, ticket.id, staff_chat, sent.message_id)
-        if copied is not None:
-            await tickets.remember_staff_message(s, ticket.id, staff_chat, copied.message_id)
+        for part in sent:
+            await tickets.remember_staff_message(s, ticket.id, staff_chat, part.message_id)
 
 
 async def on_staff_reply(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -85,10 +100,11 @@ async def on_staff_reply(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     message = update.effective_message
     if message is None or message.reply_to_message is None:
         return
-    g = _gw(context)
+    g = gw(context)
     async with g.db.transaction() as s:
         ticket = await tickets.ticket_for_staff_message(s, message.chat_id,
                                                         message.reply_to_message.message_id)
+        customer = (await get_identity(s, ticket.telegram_user_id)) if ticket else None
     if ticket is None:
         return
     loc = _staff_locale(g)
@@ -97,23 +113,22 @@ async def on_staff_reply(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         await close(context, ticket.id, _staff_name(message), message.chat_id)
         return
     if ticket.status != "open":
-        await message.reply_text(render("ticket_already_closed", loc, ticket_id=ticket.id),
-                                 parse_mode=ParseMode.HTML)
+        await send_html(context, message.chat_id,
+                        render("ticket_already_closed", loc, ticket_id=ticket.id))
         return
-    from bot.gateway.handlers import reply
-    from core.services.accounts import get_identity
-
+    try:
+        if text:
+            await reply(context, ticket.telegram_user_id, customer.locale if customer else loc,
+                        "staff_reply", staff=_staff_name(message), text=text)
+        else:
+            await copy(context, ticket.telegram_user_id, message)
+    except TelegramError as exc:  # blocked the bot, deleted the account …
+        log.warning("ticket %s: reply not delivered: %s", ticket.id, exc)
+        await send_html(context, message.chat_id, render(
+            "staff_reply_undelivered", loc, ticket_id=ticket.id, reason=str(exc)[:200]))
+        return
     async with g.db.transaction() as s:
-        customer = await get_identity(s, ticket.telegram_user_id)
-    locale = customer.locale if customer else loc
-    if text:
-        await reply(context, ticket.telegram_user_id, locale, "staff_reply",
-                    staff=_staff_name(message), text=text)
-    else:
-        await context.bot.copy_message(ticket.telegram_user_id, message.chat_id,
-                                       message.message_id)
-    async with g.db.transaction() as s:
-        await tickets.remember_staff_message(s, ticket.id, message.chat_id, message.message_id)
+        await tickets.staff_replied(s, ticket.id, message.chat_id, message.message_id)
 
 
 async def on_close_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -133,10 +148,7 @@ async def on_close_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
 async def close(context: ContextTypes.DEFAULT_TYPE, ticket_id: int, staff: str,
                 staff_chat: int | None) -> None:
     """Close the ticket, tell the customer the assistant is back, and confirm to staff."""
-    from bot.gateway.handlers import reply
-    from core.services.accounts import get_identity
-
-    g = _gw(context)
+    g = gw(context)
     try:
         async with g.db.transaction() as s:
             ticket = await tickets.close_ticket(s, ticket_id, f"staff:{staff}")
@@ -145,14 +157,67 @@ async def close(context: ContextTypes.DEFAULT_TYPE, ticket_id: int, staff: str,
         return
     loc = _staff_locale(g)
     if ticket.just_closed:
-        await reply(context, ticket.telegram_user_id, customer.locale if customer else loc,
-                    "handoff_closed", ticket_id=ticket.id)
+        try:
+            await reply(context, ticket.telegram_user_id, customer.locale if customer else loc,
+                        "handoff_closed", ticket_id=ticket.id)
+        except TelegramError as exc:
+            log.warning("ticket %s: closing notice not delivered: %s", ticket.id, exc)
     if staff_chat is not None:
-        await context.bot.send_message(staff_chat, render("ticket_closed_staff", loc,
-                                                          ticket_id=ticket.id, staff=staff),
-                                       parse_mode=ParseMode.HTML)
+        await send_html(context, staff_chat, render("ticket_closed_staff", loc,
+                                                    ticket_id=ticket.id, staff=staff))
+
+
+async def cancel_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/cancel: the customer withdraws their hand-off; the assistant answers again."""
+    assert update.effective_chat is not None
+    await _cancel(context, update.effective_chat.id)
+
+
+async def on_cancel_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The 'cancel' button under the hand-off confirmation."""
+    query = update.callback_query
+    assert query is not None and update.effective_chat is not None
+    await query.answer()
+    await _cancel(context, update.effective_chat.id)
+
+
+async def _cancel(context: ContextTypes.DEFAULT_TYPE, chat_id: int) -> None:
+    current = turn(context)
+    assert current is not None and current.ident is not None
+    ident = current.ident
+    g = gw(context)
+    async with g.db.transaction() as s:
+        ticket = await tickets.cancel_ticket(s, ident.telegram_user_id)
+    if ticket is None:
+        await reply(context, chat_id, ident.locale, "handoff_nothing_to_cancel")
+        return
+    await reply(context, chat_id, ident.locale, "handoff_cancelled", ticket_id=ticket.id)
+    staff_chat = g.settings.staff_chat_id
+    if staff_chat is not None:
+        try:
+            await send_html(context, staff_chat, render(
+                "ticket_cancelled_staff", _staff_locale(g), ticket_id=ticket.id,
+                user_name=ident.first_name))
+        except TelegramError as exc:
+            log.warning("ticket %s: cancel notice to staff failed: %s", ticket.id, exc)
 
 
 def _staff_name(message: Message) -> str:
     user = message.from_user
     return user.first_name if user else "staff"
+
+
+def register(app: Application) -> None:
+    """The staff group (replies, /close, the close button) and the customer's cancel."""
+    private = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
+    staff_chat = gw_settings_staff_chat(app)
+    if staff_chat is not None:
+        app.add_handler(MessageHandler(filters.Chat(staff_chat) & filters.REPLY, on_staff_reply))
+    app.add_handler(CallbackQueryHandler(on_close_button, pattern=r"^ticket:close:"))
+    app.add_handler(CallbackQueryHandler(on_cancel_button, pattern=rf"^{CANCEL_PAYLOAD}$"))
+    app.add_handler(CommandHandler("cancel", cancel_command, filters=private))
+
+
+def gw_settings_staff_chat(app: Application) -> int | None:
+    """The staff group's chat id from the gateway's settings."""
+    return app.bot_data["gateway"].settings.staff_chat_id

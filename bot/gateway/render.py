@@ -4,54 +4,41 @@ from __future__ import annotations
 
 import html
 import re
-import secrets
-import time
-from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from core.i18n import renderer
+from core.services import callbacks
 
 TELEGRAM_TEXT_LIMIT = 4096
-CALLBACK_DATA_LIMIT = 64
+TELEGRAM_CAPTION_LIMIT = 1024
 
 
 @dataclass
 class Outgoing:
-    """One Telegram message to send."""
+    """One Telegram message to send, with the long button payloads its keyboard refers to."""
 
     text: str
     keyboard: InlineKeyboardMarkup | None = None
+    callbacks: dict[str, str] = field(default_factory=dict)
 
 
-class CallbackStore:
-    """Keeps button payloads longer than Telegram's 64-byte callback_data, for a while."""
+class CallbackKeys:
+    """Encodes button payloads as callback_data; payloads over Telegram's 64 bytes get a short
+    key and are collected here, for the sender to store in the database before sending."""
 
-    def __init__(self, max_items: int = 50_000, ttl_seconds: float = 7 * 24 * 3600) -> None:
-        self._items: OrderedDict[str, tuple[float, str]] = OrderedDict()
-        self.max_items = max_items
-        self.ttl = ttl_seconds
+    def __init__(self) -> None:
+        self.pending: dict[str, str] = {}
 
     def encode(self, payload: str) -> str:
-        """callback_data for a payload: the payload itself if it fits, else a short key."""
-        if len(payload.encode()) <= CALLBACK_DATA_LIMIT and not payload.startswith("k:"):
+        """callback_data for a payload: the payload itself if it fits, else its key."""
+        if not callbacks.needs_key(payload):
             return payload
-        key = "k:" + secrets.token_urlsafe(12)
-        self._items[key] = (time.monotonic(), payload)
-        while len(self._items) > self.max_items:
-            self._items.popitem(last=False)
+        key = callbacks.key_for(payload)
+        self.pending[key] = payload
         return key
-
-    def decode(self, data: str) -> str | None:
-        """The payload behind callback_data, or None if it has expired."""
-        if not data.startswith("k:"):
-            return data
-        item = self._items.get(data)
-        if item is None or time.monotonic() - item[0] > self.ttl:
-            return None
-        return item[1]
 
 
 def render(key: str, locale: str, **variables: Any) -> str:
@@ -59,7 +46,7 @@ def render(key: str, locale: str, **variables: Any) -> str:
     return renderer().render(key, locale, **variables)
 
 
-def keyboard(buttons: list[dict[str, str]], locale: str, store: CallbackStore
+def keyboard(buttons: list[dict[str, str]], locale: str, store: CallbackKeys
              ) -> InlineKeyboardMarkup | None:
     """Inline keyboard, one button per row; labels from template keys or literal text."""
     rows = []
@@ -73,8 +60,7 @@ def keyboard(buttons: list[dict[str, str]], locale: str, store: CallbackStore
     return InlineKeyboardMarkup(rows) if rows else None
 
 
-def from_rasa(responses: list[dict[str, Any]], locale: str, store: CallbackStore
-              ) -> list[Outgoing]:
+def from_rasa(responses: list[dict[str, Any]], locale: str) -> list[Outgoing]:
     """Render Rasa's replies: custom template payloads, or plain text escaped as a fallback."""
     out: list[Outgoing] = []
     for r in responses:
@@ -89,10 +75,18 @@ def from_rasa(responses: list[dict[str, Any]], locale: str, store: CallbackStore
             text = html.escape(str(r["text"]))
         else:
             continue
-        chunks = split_text(text)
-        out.extend(Outgoing(chunk) for chunk in chunks[:-1])
-        out.append(Outgoing(chunks[-1], keyboard(buttons, locale, store)))
+        out.extend(message(text, buttons, locale))
     return out
+
+
+def message(text: str, buttons: list[dict[str, str]] | None, locale: str,
+            limit: int = TELEGRAM_TEXT_LIMIT) -> list[Outgoing]:
+    """Rendered HTML as one or more messages within Telegram's limit, buttons on the last."""
+    chunks = split_text(text, limit)
+    store = CallbackKeys()
+    kb = keyboard(buttons, locale, store) if buttons else None
+    return [Outgoing(chunk) for chunk in chunks[:-1]] + [
+        Outgoing(chunks[-1], kb, store.pending)]
 
 
 def commands(responses: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -116,8 +110,9 @@ def split_text(text: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
             if current:
                 chunks.append(current)
                 current = ""
-            chunks.append(line[:limit])
-            line = line[limit:]
+            cut = _safe_cut(line, limit)
+            chunks.append(line[:cut])
+            line = line[cut:]
         candidate = f"{current}\n{line}" if current else line
         if len(candidate) > limit:
             chunks.append(current)
@@ -127,3 +122,21 @@ def split_text(text: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
     if current:
         chunks.append(current)
     return chunks
+
+
+def _safe_cut(line: str, limit: int) -> int:
+    """Where to cut an over-long line: at `limit`, but never inside a tag or an entity."""
+    head = line[:limit]
+    cut = limit
+    lt, gt = head.rfind("<"), head.rfind(">")
+    if lt > gt and lt > 0:
+        cut = lt
+    amp = head.rfind("&", 0, cut)
+    if amp > head.rfind(";", 0, cut) and cut - amp <= 10 and amp > 0:
+        cut = amp
+    return cut
+
+
+def cap(text: str, limit: int) -> str:
+    """Plain text shortened to `limit` characters with an ellipsis (e.g. captions)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -48,6 +48,7 @@ from sqlalchemy.orm import ORMExecuteState, Session
 
 from core.i18n import to_simplified
 from core.models import Product, StockLevel, Warehouse
+from core.settings import StockSection
 
 _SKU = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{1,4})[\s\-_.]*(\d{2,6})(?![0-9])")
 _PUNCT = re.compile(r"[\s\-_/·,.，。、!?！？:：;；'\"“”‘’()（）\[\]【】]+")
@@ -775,3 +776,51 @@ async def similar_in_stock(s: AsyncSession, product: ProductRef, limit: int = 3
 async def catalogue_is_empty(s: AsyncSession) -> bool:
     """True before any product has been imported."""
     return await s.scalar(select(Product.id).limit(1)) is None
+
+
+@dataclass(frozen=True)
+class StockReply:
+    """What to say about a stock question: a template and its variables, products to offer
+    as "ask about this one" buttons, the SKU for a back-in-stock button when it is out, and
+    whether to offer a person."""
+
+    template: str
+    vars: dict = field(default_factory=dict)
+    choices: list[ProductRef] = field(default_factory=list)
+    notify_sku: str | None = None
+    offer_handoff: bool = False
+
+
+def product_vars(p: ProductRef) -> dict[str, str]:
+    """Names of a product for templates."""
+    return {"sku": p.sku, "name_zh": p.name_zh, "name_en": p.name_en}
+
+
+async def answer_stock_question(s: AsyncSession, mention: str, whole_text: str,
+                                cfg: StockSection) -> StockReply:
+    """Resolve the product a stock question names and say how much there is where.
+
+    `mention` is the product entity when the model found one, else the whole question.
+    """
+    res = await resolve_product(s, mention)
+    if res.unique is None and mention != whole_text and whole_text:
+        # The model sometimes tags only the head noun (香菇炖鸡面 → 面); the whole question
+        # may still name exactly one product.
+        whole = await resolve_product(s, whole_text)
+        if whole.unique is not None:
+            res = whole
+    if not res.matches and await catalogue_is_empty(s):
+        return StockReply("catalogue_empty", offer_handoff=True)
+    if res.unique is None and not res.matches:
+        return StockReply("product_not_found", {"given": mention[:60]},
+                          choices=list(res.suggestions))
+    if res.unique is None:
+        return StockReply("product_pick", choices=list(res.matches))
+    answer = await stock_for(s, res.unique, cfg.low_threshold)
+    if answer.status != "out":
+        return StockReply("stock_answer", {"similar": [],
+                                           **answer.as_vars(show_quantities=cfg.show_quantities)})
+    similar = [product_vars(p) for p in await similar_in_stock(s, res.unique)]
+    return StockReply("stock_answer",
+                      {"similar": similar, **answer.as_vars(show_quantities=cfg.show_quantities)},
+                      notify_sku=res.unique.sku)

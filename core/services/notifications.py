@@ -4,6 +4,8 @@ available again (in the same transaction as the stock import that made it so).""
 from __future__ import annotations
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import NotFound
@@ -23,13 +25,18 @@ async def subscribe(s: AsyncSession, telegram_user_id: int, sku: str) -> bool:
     product = await s.scalar(select(Product).where(Product.sku == sku))
     if product is None:
         raise NotFound(f"no product {sku!r}")
-    existing = await s.scalar(select(StockSubscription.id).where(
-        StockSubscription.telegram_user_id == telegram_user_id,
-        StockSubscription.product_id == product.id,
-        StockSubscription.notified_at.is_(None)))
-    if existing:
+    dialect = s.bind.dialect.name if s.bind is not None else "sqlite"
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    # The partial unique index keeps one waiting subscription per chat and product: of two
+    # taps at once, one inserts and the other finds it there.
+    new_id = await s.scalar(
+        insert(StockSubscription)
+        .values(telegram_user_id=telegram_user_id, product_id=product.id, created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["telegram_user_id", "product_id"],
+                                index_where=StockSubscription.notified_at.is_(None))
+        .returning(StockSubscription.id))
+    if new_id is None:
         return False
-    s.add(StockSubscription(telegram_user_id=telegram_user_id, product_id=product.id))
     s.add(AuditLog(actor=f"tg:{telegram_user_id}", action="stock.subscribe", subject=sku))
     return True
 

@@ -98,3 +98,37 @@ async def recent_orders(
         query = query.where(Order.status.in_(OPEN_ORDER_STATUSES))
     rows = await s.scalars(query.order_by(Order.created_at.desc()).limit(limit))
     return [_view(o) for o in rows]
+
+
+@dataclass(frozen=True)
+class OrderAnswer:
+    """What to say about a customer's order question: a template, its variables, and the
+    order numbers to offer as buttons when there are several to pick from."""
+
+    template: str
+    vars: dict = field(default_factory=dict)
+    choices: list[str] = field(default_factory=list)
+
+
+async def answer_order_question(s: AsyncSession, customer_id: int, raw_order_no: str | None
+                                ) -> OrderAnswer:
+    """The status of the named order, else of the one open order, a pick of several open
+    orders, or the latest order when none is open."""
+    if raw_order_no:
+        order_no = normalize_order_no(raw_order_no)
+        if order_no is None:
+            return OrderAnswer("order_id_invalid", {"given": raw_order_no[:40]})
+        view = await find_order(s, customer_id, raw_order_no)
+        if view is None:
+            return OrderAnswer("order_not_found", {"order_no": order_no})
+        return OrderAnswer("order_status", view.as_vars())
+    open_orders = await recent_orders(s, customer_id, open_only=True)
+    if len(open_orders) == 1:
+        return OrderAnswer("order_status", open_orders[0].as_vars())
+    if open_orders:
+        return OrderAnswer("order_pick", {"count": len(open_orders)},
+                           [o.order_no for o in open_orders])
+    latest = await recent_orders(s, customer_id, limit=1)
+    if latest:
+        return OrderAnswer("orders_none_open_latest", latest[0].as_vars())
+    return OrderAnswer("orders_none")

@@ -10,7 +10,7 @@ from core.settings import load_settings
 
 def test_procfile_names_every_process() -> None:
     procs = read_procfile()
-    assert list(procs) == ["emulator", "actions", "rasa", "gateway"]
+    assert list(procs) == ["emulator", "actions", "rasa", "gateway", "worker"]
     assert "--enable-api" in procs["rasa"] and "--auth-token=\"$RASA_AUTH_TOKEN\"" in procs["rasa"]
 
 
@@ -29,3 +29,32 @@ def test_rasa_endpoints_carry_the_action_secret(tmp_path: Path) -> None:
     assert env["RASA_HOST"] == "127.0.0.1"
     generated = process_env(settings, None, base={})
     assert len(generated["ACTION_SERVER_TOKEN"]) >= 24  # a fresh secret when none is given
+
+
+def test_rasa_keeps_conversations_in_an_sql_tracker_store(tmp_path: Path) -> None:
+    settings = load_settings(env={"APP_DATA_DIR": str(tmp_path)})
+    env = process_env(settings, None, base={"ACTION_SERVER_TOKEN": "abc"})
+    endpoints = yaml.safe_load(Path(env["RASA_ENDPOINTS"]).read_text())
+    assert endpoints["tracker_store"] == {"type": "SQL", "dialect": "sqlite",
+                                          "db": str(tmp_path / "rasa" / "tracker.db")}
+    assert "lock_store" not in endpoints
+
+
+def test_postgres_tracker_store_and_redis_lock_store(tmp_path: Path) -> None:
+    settings = load_settings(env={
+        "APP_DATA_DIR": str(tmp_path),
+        "DATABASE_URL": "postgresql+asyncpg://bob:s3cret@db.internal:5433/desk",
+        "APP__RASA__REDIS_URL": "redis://:r3dis@cache:6380/2"})
+    env = process_env(settings, None, base={"ACTION_SERVER_TOKEN": "abc"})
+    text = Path(env["RASA_ENDPOINTS"]).read_text()
+    assert "s3cret" not in text and "r3dis" not in text  # passwords only in the environment
+    endpoints = yaml.safe_load(text)
+    assert endpoints["tracker_store"] == {
+        "type": "SQL", "dialect": "postgresql", "url": "db.internal", "port": 5433,
+        "username": "bob", "password": "${RASA_TRACKER_DB_PASSWORD}", "db": "desk_rasa",
+        "login_db": "desk"}
+    assert env["RASA_TRACKER_DB_PASSWORD"] == "s3cret"
+    assert endpoints["lock_store"] == {
+        "type": "redis", "url": "cache", "port": 6380, "db": 2,
+        "password": "${RASA_REDIS_PASSWORD}", "use_ssl": False, "key_prefix": "dealer_desk"}
+    assert env["RASA_REDIS_PASSWORD"] == "r3dis"

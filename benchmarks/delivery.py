@@ -1,0 +1,365 @@
+# ruff: noqa: E501 - the Markdown report template keeps its table rows on one line each
+"""Delivery worker benchmark: a campaign to 500 groups + 2,000 private chats through the emulator
+with Telegram's flood limits ON, while a person chats with the assistant.
+
+Usage: flock /tmp/rasa-train.lock .venv/bin/python benchmarks/delivery.py [--quick]
+Writes benchmarks/results/delivery.json and delivery.md.
+
+Three runs of the same campaign mix:
+1. the full system (sandbox.harness.start_system: emulator, actions, Rasa, gateway, worker);
+   rate, duplicates and losses are counted from the emulator's per-chat log, and a persona's
+   reply time is measured while the campaign runs (interactive_p95_ms);
+2. a worker process killed with SIGKILL at a random moment and restarted (SQLite);
+3. two worker processes started at once on PostgreSQL (a fresh database on 127.0.0.1:5432).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.latency import MESSAGES, summary  # noqa: E402
+from bot.delivery import store  # noqa: E402
+from core.db import Database  # noqa: E402
+from core.migrate import upgrade  # noqa: E402
+from core.models import PRIORITY_BULK, OutboxMessage  # noqa: E402
+from core.services import outbox  # noqa: E402
+from sandbox.emulator import running_emulator  # noqa: E402
+from sandbox.harness import start_system, stop_system  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+ALLOWED_PER_S = 30.0  # Telegram's global limit; one message per chat never meets the others
+PG_ADMIN = os.environ.get("BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+
+
+def log(msg: str) -> None:
+    """Progress line with a timestamp."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def chat_ids(groups: int, privates: int) -> list[int]:
+    """The campaign's audience: supergroups (-100…) and private chats."""
+    return [-1009_000_000 - i for i in range(groups)] + [5_000_000 + i for i in range(privates)]
+
+
+async def register_chats(emulator_url: str, chats: list[int]) -> None:
+    """Tell the emulator about the groups (bot is admin) and the users who wrote to the bot."""
+    async with aiohttp.ClientSession() as http:
+        sem = asyncio.Semaphore(16)
+
+        async def one(cid: int) -> None:
+            body = ({"id": cid, "type": "supergroup", "title": f"Dealers {cid}"} if cid < 0
+                    else {"id": cid, "type": "private", "first_name": f"U{cid}"})
+            async with sem, http.post(f"{emulator_url}/_emulator/chats", json=body) as resp:
+                assert resp.status < 400, await resp.text()
+
+        await asyncio.gather(*(one(c) for c in chats))
+
+
+async def queue_campaign(db: Database, chats: list[int], title: str) -> int:
+    """One bulk message per chat, in one transaction (as a broadcast service would)."""
+    async with db.transaction() as s:
+        cid = await outbox.start_campaign(s, "promo", title, "benchmark")
+        for chat in chats:
+            await outbox.enqueue(s, chat, template="back_in_stock", locale="en",
+                                 variables={"sku": "BV-4001", "name_zh": "冰红茶",
+                                            "name_en": "Iced Tea", "total": 120},
+                                 priority=PRIORITY_BULK, campaign_id=cid)
+    return cid
+
+
+async def open_count(db: Database, cid: int) -> int:
+    """Messages of the campaign not yet at an outcome."""
+    async with db.transaction() as s:
+        return int(await s.scalar(select(func.count()).select_from(OutboxMessage).where(
+            OutboxMessage.campaign_id == cid,
+            OutboxMessage.status.in_(("queued", "sending")))) or 0)
+
+
+async def accepted(emulator_url: str) -> dict[int, int]:
+    """What the emulator accepted, per chat."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{emulator_url}/_emulator/stats") as resp:
+            stats = await resp.json()
+    return {int(k): int(v) for k, v in stats["accepted"]["per_chat"].items()}
+
+
+async def refused(emulator_url: str) -> int:
+    """429s the emulator gave (all chats)."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{emulator_url}/_emulator/stats") as resp:
+            stats = await resp.json()
+    return int(stats["refused"]["total"])
+
+
+def dup_loss(got: dict[int, int], chats: list[int]) -> tuple[int, int]:
+    """(duplicates, losses) of one-message-per-chat."""
+    return (sum(max(0, got.get(c, 0) - 1) for c in chats),
+            sum(1 for c in chats if got.get(c, 0) == 0))
+
+
+async def wait_done(db: Database, cid: int, total: int, timeout: float) -> None:
+    """Wait until every message of the campaign has an outcome, printing progress."""
+    deadline = time.monotonic() + timeout
+    last = 0.0
+    while time.monotonic() < deadline:
+        left = await open_count(db, cid)
+        if left == 0:
+            return
+        if time.monotonic() - last > 5:
+            log(f"  campaign {cid}: {total - left}/{total} done")
+            last = time.monotonic()
+        await asyncio.sleep(0.25)
+    raise RuntimeError(f"campaign {cid} not finished after {timeout:.0f} s")
+
+
+# -- run 1: the full system ------------------------------------------------------------------
+
+async def run_full(chats: list[int], tmp: Path) -> dict:
+    """Campaign through the whole system, with a persona chatting meanwhile."""
+    log("starting the full system (emulator, actions, Rasa, gateway, worker) …")
+    system = await start_system(tmp / "full", log=lambda m: log("  " + m))
+    try:
+        await register_chats(system.emulator, chats)
+        db = Database(system.settings.resolved_database_url())
+        try:
+            await system.say("dealer", "你好")  # warm-up
+            t0 = time.monotonic()
+            cid = await queue_campaign(db, chats, "bench")
+            log(f"campaign {cid}: {len(chats)} messages queued")
+            done = asyncio.Event()
+            latencies: list[float] = []
+
+            async def persona() -> None:
+                i = 0
+                while not done.is_set():
+                    user = system.user("dealer")
+                    after = await system.last_seq()
+                    start = time.time()
+                    await system.control("POST", "updates/message",
+                                         {"user": user, "text": MESSAGES[i % len(MESSAGES)]})
+                    got = await system.control(
+                        "GET", f"sent?chat_id={user['id']}&after={after}&timeout=20")
+                    if got:
+                        latencies.append((float(got[0]["time"]) - start) * 1000)
+                    i += 1
+                    await asyncio.sleep(1.0)
+
+            chatting = asyncio.create_task(persona())
+            await wait_done(db, cid, len(chats), timeout=len(chats) / 10 + 120)
+            seconds = time.monotonic() - t0
+            done.set()
+            await chatting
+        finally:
+            await db.dispose()
+        got = await accepted(system.emulator)
+        throttled = await refused(system.emulator)
+    finally:
+        await stop_system(system)
+    dups, losses = dup_loss(got, chats)
+    return {"seconds": round(seconds, 2), "achieved_per_s": round(len(chats) / seconds, 2),
+            "duplicates": dups, "losses": losses, "campaign_429s": throttled,
+            "interactive": summary(latencies)}
+
+
+# -- worker processes against an in-process emulator -------------------------------------------
+
+async def start_worker(db_url: str, emulator_url: str, name: str,
+                       lease: float = 3.0) -> asyncio.subprocess.Process:
+    """`python -m bot.delivery` pointed at the emulator and database; waits for its ready line."""
+    env = {k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"}
+    env.update({"DATABASE_URL": db_url, "SANDBOX_HOST": "127.0.0.1",
+                "SANDBOX_PORT": emulator_url.rsplit(":", 1)[1], "PYTHONUNBUFFERED": "1",
+                "APP__DELIVERY__LEASE_SECONDS": str(lease)})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.delivery", "--worker-id", name, "--log-level", "WARNING",
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    assert proc.stdout is not None
+    while True:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        if not line:
+            raise RuntimeError(f"worker {name} exited while starting")
+        if "delivery worker ready" in line:
+            break
+
+    async def drain() -> None:
+        assert proc.stdout is not None
+        while raw := await proc.stdout.readline():
+            line = raw.decode().rstrip()
+            if "WARNING" in line or "ERROR" in line:
+                log(f"  {name}: {line[:160]}")
+
+    asyncio.get_running_loop().create_task(drain())
+    return proc
+
+
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM and wait."""
+    if proc.returncode is None:
+        proc.terminate()
+        await proc.wait()
+
+
+async def run_restart(chats: list[int], tmp: Path) -> dict:
+    """Kill -9 the worker at a random moment of the campaign, restart it, count what arrived."""
+    url = f"sqlite+aiosqlite:///{tmp / 'restart.db'}"
+    db = Database(url)
+    await upgrade(db.engine)
+    try:
+        async with running_emulator() as emu:
+            await register_chats(emu.url, chats)
+            cid = await queue_campaign(db, chats, "restart")
+            first = await start_worker(url, emu.url, "first")
+            expected = len(chats) / 28
+            kill_at = random.uniform(0.15, 0.7) * expected
+            await asyncio.sleep(kill_at)
+            first.send_signal(signal.SIGKILL)
+            await first.wait()
+            in_flight = await store.in_call_count(db)
+            log(f"worker killed -9 after {kill_at:.1f} s; {in_flight} message(s) were in a call")
+            second = await start_worker(url, emu.url, "second")
+            try:
+                await wait_done(db, cid, len(chats), timeout=expected * 2 + 120)
+            finally:
+                await stop(second)
+            got = await accepted(emu.url)
+    finally:
+        await db.dispose()
+    dups, losses = dup_loss(got, chats)
+    return {"restart_in_flight": in_flight, "restart_duplicates": dups,
+            "restart_losses": losses, "restart_killed_after_s": round(kill_at, 1)}
+
+
+async def run_two_workers(chats: list[int]) -> dict:
+    """Two worker processes started at once on PostgreSQL share one outbox."""
+    name = f"bench_delivery_{uuid.uuid4().hex[:8]}"
+    admin = create_async_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    db = Database(url)
+    try:
+        await upgrade(db.engine)
+        async with running_emulator() as emu:
+            await register_chats(emu.url, chats)
+            cid = await queue_campaign(db, chats, "two workers")
+            t0 = time.monotonic()
+            workers = await asyncio.gather(start_worker(url, emu.url, "w1"),
+                                           start_worker(url, emu.url, "w2"))
+            try:
+                await wait_done(db, cid, len(chats), timeout=len(chats) / 10 + 120)
+            finally:
+                await asyncio.gather(*(stop(w) for w in workers))
+            seconds = time.monotonic() - t0
+            got = await accepted(emu.url)
+            async with db.transaction() as s:
+                per_worker = (await s.execute(text(
+                    "SELECT count(*) FROM outbox WHERE status = 'sent'"))).scalar()
+    finally:
+        await db.dispose()
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+    dups, losses = dup_loss(got, chats)
+    return {"two_workers_duplicates": dups, "two_workers_losses": losses,
+            "two_workers_per_s": round(len(chats) / seconds, 2), "two_workers_sent": per_worker}
+
+
+def write_results(result: dict) -> None:
+    """delivery.json and a short delivery.md."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "delivery.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    r = result
+    md = f"""# Delivery benchmark
+
+{r['groups']} groups + {r['privates']} private chats, one message each, through the emulator with
+Telegram's flood limits on (30/s per bot, 20/min per group, ~1/s per private chat){' — quick run' if r['quick'] else ''}.
+The worker paces itself at {r['worker_rate_per_s']:g}/s, leaving {r['headroom_per_s']:g}/s of the bot's 30/s to the
+gateway's direct replies.
+
+| metric | value | floor / target |
+|---|---|---|
+| messages | {r['messages']} | |
+| seconds | {r['seconds']} | |
+| achieved_per_s | {r['achieved_per_s']} | |
+| allowed_per_s | {r['allowed_per_s']} | |
+| rate_ratio | {r['rate_ratio']} | ≥ 0.90 |
+| duplicates / losses | {r['duplicates']} / {r['losses']} | 0 / 0 |
+| emulator 429s during the campaign | {r.get('campaign_429s', 'n/a')} | rare |
+| interactive_p95_ms (persona chatting meanwhile, n={r['interactive']['n']}) | {r['interactive_p95_ms']} | ≤ 1000 |
+| restart: in flight at kill -9 / duplicates / losses | {r['restart_in_flight']} / {r['restart_duplicates']} / {r['restart_losses']} | dup ≤ in flight, 0 lost |
+| two workers on PostgreSQL: duplicates / losses | {r['two_workers_duplicates']} / {r['two_workers_losses']} | 0 / 0 |
+
+Run: `make bench-delivery` (`--quick` for a smaller mix). Generated {r['generated_at']}.
+"""
+    (RESULTS / "delivery.md").write_text(md, encoding="utf-8")
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    """Run the three parts and write the results."""
+    groups, privates = (50, 200) if args.quick else (500, 2000)
+    chats = chat_ids(groups, privates)
+    from bot.delivery.worker import GATEWAY_HEADROOM_PER_SECOND
+    result: dict = {"quick": args.quick, "groups": groups, "privates": privates,
+                    "messages": len(chats), "allowed_per_s": ALLOWED_PER_S,
+                    "headroom_per_s": GATEWAY_HEADROOM_PER_SECOND,
+                    "worker_rate_per_s": ALLOWED_PER_S - GATEWAY_HEADROOM_PER_SECOND}
+    with tempfile.TemporaryDirectory(prefix="bench-delivery-") as d:
+        tmp = Path(d)
+        if "full" in args.parts:
+            full = await run_full(chats, tmp)
+            result.update(full)
+            result["rate_ratio"] = round(full["achieved_per_s"] / ALLOWED_PER_S, 3)
+            result["interactive_p95_ms"] = full["interactive"]["p95"]
+            log(f"full: {full}")
+        if "restart" in args.parts:
+            log("restart run: worker killed with SIGKILL mid-campaign …")
+            restart = await run_restart(chats, tmp)
+            result.update(restart)
+            log(f"restart: {restart}")
+        if "two" in args.parts:
+            log("two workers on PostgreSQL …")
+            two = await run_two_workers(chats)
+            result.update(two)
+            log(f"two workers: {two}")
+    result["generated_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    if set(args.parts) == {"full", "restart", "two"}:
+        write_results(result)
+        log(f"wrote {RESULTS / 'delivery.json'} and delivery.md")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def main() -> int:
+    """Entry point."""
+    parser = argparse.ArgumentParser(
+        prog="benchmarks/delivery.py",
+        description="Delivery worker benchmark (rate, duplicates, losses, kill -9 restart, two "
+                    "workers on PostgreSQL, interactive reply time during a campaign). Starts "
+                    "Rasa: run it under `flock /tmp/rasa-train.lock`.")
+    parser.add_argument("--quick", action="store_true",
+                        help="50 groups + 200 private chats instead of 500 + 2,000")
+    parser.add_argument("--parts", nargs="+", default=["full", "restart", "two"],
+                        choices=["full", "restart", "two"],
+                        help="which runs (results are written only when all three ran)")
+    return asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
