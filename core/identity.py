@@ -23,7 +23,10 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 METADATA_KEY = "identity"
 MAX_AGE_SECONDS = 120
@@ -105,21 +108,24 @@ def load_or_create_pepper(data_dir: Path) -> str:
     return value
 
 
-_pepper_cache: dict[tuple[str | None, str], str] = {}
+_pepper_cache: dict[str, str] = {}
+
+
+def pepper_for(settings: Settings) -> str:
+    """LINK_CODE_PEPPER if set, else the pepper file under the settings' data dir."""
+    if settings.secrets.link_code_pepper:
+        return settings.secrets.link_code_pepper
+    data_dir = str(settings.data_path)
+    if data_dir not in _pepper_cache:
+        _pepper_cache[data_dir] = load_or_create_pepper(settings.data_path)
+    return _pepper_cache[data_dir]
 
 
 def link_code_pepper() -> str:
-    """LINK_CODE_PEPPER from the environment, else the pepper file under the data dir."""
-    env = os.environ.get("LINK_CODE_PEPPER") or None
-    if env:
-        return env
+    """This process's pepper: pepper_for() the settings from the environment."""
     from core.settings import load_settings
 
-    data_dir = load_settings().data_path
-    key = (env, str(data_dir))
-    if key not in _pepper_cache:
-        _pepper_cache[key] = load_or_create_pepper(data_dir)
-    return _pepper_cache[key]
+    return pepper_for(load_settings())
 
 
 def hash_link_code(pepper: str | bytes, code: str) -> str:

@@ -46,7 +46,8 @@ def build_application(settings: Settings, db: Database) -> Application:
     )
     app.bot_data[h.GATEWAY] = Gateway(
         settings=settings, db=db,
-        rasa=RasaClient(settings.rasa.url, settings.rasa.timeout_seconds),
+        rasa=RasaClient(settings.rasa.url, settings.rasa.timeout_seconds,
+                        signing_key=settings.secrets.identity_signing_key),
     )
     # Edited messages are not re-answered: only new messages in private chats.
     private = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
