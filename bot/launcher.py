@@ -66,29 +66,74 @@ def read_procfile(path: Path = PROJECT_ROOT / "Procfile") -> dict[str, str]:
     return procs
 
 
+# Files the launcher and its children create are for this user only (secrets, database, logs).
+PRIVATE_UMASK = 0o077
+
+
+def private_dir(path: Path) -> Path:
+    """Create (or tighten) a folder only its owner can enter."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file readable by its owner only (0600), also when it existed before."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def secure_data_files(settings: Settings) -> None:
+    """Data dir 0700; the SQLite database (with its WAL files) and logs 0600."""
+    data = private_dir(settings.data_path)
+    url = settings.resolved_database_url()
+    prefix = "sqlite+aiosqlite:///"
+    db_files: list[Path] = []
+    if url.startswith(prefix) and url[len(prefix):] not in ("", ":memory:"):
+        db = Path(url[len(prefix):])
+        db_files = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+    logs = data / "logs"
+    for path in [*db_files, *(logs.glob("*.log") if logs.is_dir() else [])]:
+        if path.exists():
+            os.chmod(path, 0o600)
+    if logs.is_dir():
+        private_dir(logs)
+
+
 def process_env(settings: Settings, model: Path | None, base: dict[str, str] | None = None
                 ) -> dict[str, str]:
-    """The environment every process gets: settings as variables plus shared secrets."""
+    """The environment every process gets: settings as variables plus shared secrets.
+
+    Secrets travel only through this environment and 0600 files, never on a command line.
+    """
+    from core.identity import load_or_create_pepper
+
     env = dict(os.environ if base is None else base)
     data = settings.data_path
-    rasa_dir = data / "rasa"
-    rasa_dir.mkdir(parents=True, exist_ok=True)
+    secure_data_files(settings)
+    rasa_dir = private_dir(data / "rasa")
     # Hex, so a secret never starts with "-" (argparse would take it for an option).
     env.setdefault("ACTION_SERVER_TOKEN", secrets.token_hex(24))
-    env.setdefault("RASA_AUTH_TOKEN", secrets.token_hex(24))
+    # The gateway signs who is asking; the action server checks it (core/identity.py).
+    env.setdefault("IDENTITY_SIGNING_KEY", secrets.token_hex(32))
+    # Link codes outlive a run, so their pepper is kept in a 0600 file unless given.
+    if not env.get("LINK_CODE_PEPPER"):
+        env["LINK_CODE_PEPPER"] = load_or_create_pepper(data)
     endpoints = rasa_dir / "endpoints.yml"
-    endpoints.write_text(
+    write_private(
+        endpoints,
         "# Written by the launcher at each start; edit config.yml instead.\n"
         "action_endpoint:\n"
         f"  url: {json.dumps(settings.actions.url)}\n"
         f"  token: {json.dumps(env['ACTION_SERVER_TOKEN'])}\n"
         + rasa_stores(settings, env),
-        encoding="utf-8",
     )
     credentials = rasa_dir / "credentials.yml"
-    credentials.write_text("rest: {}\n", encoding="utf-8")
+    write_private(credentials, "rest: {}\n")
     personas = data / "sandbox-personas.json"
-    personas.write_text(json.dumps(SANDBOX_PERSONAS, ensure_ascii=False), encoding="utf-8")
+    write_private(personas, json.dumps(SANDBOX_PERSONAS, ensure_ascii=False))
     env.update({
         "SANDBOX_HOST": settings.sandbox.host,
         "SANDBOX_PORT": str(settings.sandbox.port),
@@ -173,13 +218,14 @@ class Stack:
         """Start one process and wait until it is ready; returns seconds taken."""
         t0 = time.monotonic()
         if self.log_dir:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.log_dir)
             proc.log_path = self.log_dir / f"{proc.name}.log"
         proc.process = await asyncio.create_subprocess_exec(
             "/bin/sh", "-c", proc.command, cwd=PROJECT_ROOT, env=self.env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # its own process group, so Ctrl+C reaches it through us
             preexec_fn=_die_with_parent,
+            umask=PRIVATE_UMASK,  # whatever a child creates (database, WAL, files) is 0600
         )
         self.procs.append(proc)
         proc.output_task = asyncio.create_task(self._pump(proc, len(self.procs) - 1))
@@ -208,7 +254,11 @@ class Stack:
         assert proc.process and proc.process.stdout
         color = COLORS[index % len(COLORS)] if sys.stdout.isatty() else ""
         reset = RESET if color else ""
-        log_file = proc.log_path.open("a", encoding="utf-8") if proc.log_path else None
+        log_file = None
+        if proc.log_path:
+            fd = os.open(proc.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.fchmod(fd, 0o600)
+            log_file = os.fdopen(fd, "a", encoding="utf-8")
         try:
             async for raw in proc.process.stdout:
                 line = raw.decode("utf-8", "replace").rstrip()
@@ -328,6 +378,7 @@ async def link_sandbox_personas(settings: Settings) -> None:
 async def main_async(args: argparse.Namespace) -> int:
     """Prepare, start everything, wait for Ctrl+C or a crash, stop everything."""
     t0 = time.monotonic()
+    os.umask(PRIVATE_UMASK)  # the database, logs and generated files: owner only
     try:
         settings = load_settings()
     except ConfigError as exc:

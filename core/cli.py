@@ -74,6 +74,7 @@ async def cmd_seed_demo(settings: Settings, args: argparse.Namespace) -> int:
 async def cmd_link_code(settings: Settings, args: argparse.Namespace) -> int:
     """Issue a one-time code that links a Telegram chat to a customer or staff account."""
     from core.errors import DomainError
+    from core.identity import pepper_for
     from core.services import accounts
 
     db = _db(settings)
@@ -83,11 +84,13 @@ async def cmd_link_code(settings: Settings, args: argparse.Namespace) -> int:
             async with db.transaction() as s:
                 if args.customer:
                     issued = await accounts.issue_link_code(
-                        s, settings.linking, customer_code=args.customer, created_by=args.by
+                        s, settings.linking, customer_code=args.customer, created_by=args.by,
+                        pepper=pepper_for(settings),
                     )
                 else:
                     issued = await accounts.issue_link_code(
                         s, settings.linking, staff_name=args.staff, staff_role=args.role,
+                        pepper=pepper_for(settings),
                         created_by=args.by,
                     )
         except DomainError as exc:

@@ -121,6 +121,8 @@ class LinkCode(Base):
     expires_at: Mapped[dt.datetime] = mapped_column()
     used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     used_by: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # Attempts to redeem this code after it was used or expired (a leaked code being tried).
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class LinkThrottle(Base):
@@ -131,6 +133,15 @@ class LinkThrottle(Base):
     telegram_user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class LinkFailureWindow(Base):
+    """Failed link attempts of everybody in one clock hour (pauses linking when too many)."""
+
+    __tablename__ = "link_failure_windows"
+
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # unix h
+    failures: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Product(Base):

@@ -19,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bot.actions",
         description="Rasa custom action server. Needs ACTION_SERVER_TOKEN in the environment; "
-                    "Rasa must send the same token (var/endpoints.yml, written by the launcher).",
+                    "Rasa must send the same token (var/endpoints.yml, written by the launcher). "
+                    "Needs IDENTITY_SIGNING_KEY, the gateway's key for proving who is asking.",
     )
     parser.add_argument("--host", help="bind address (default: actions.host in config.yml)")
     parser.add_argument("--port", type=int, help="port (default: actions.port)")
@@ -34,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     if not token:
         print("ACTION_SERVER_TOKEN is not set: the action server refuses to run without a shared "
               "secret. Set it (make run does this for you).", file=sys.stderr)
+        return 2
+    if not settings.secrets.identity_signing_key:
+        print("IDENTITY_SIGNING_KEY is not set: the action server could not tell a real user "
+              "from anyone posting to Rasa's REST channel. Set it to the same random value as "
+              "the gateway's (make run does this for you).", file=sys.stderr)
         return 2
     db = Database(settings.resolved_database_url(), echo=settings.database.echo)
     app = create_app(ActionContext(db=db, settings=settings), token)

@@ -8,15 +8,19 @@ renders every reply in the user's locale.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import identity
 from core.db import Database
 from core.services import accounts
 from core.services.accounts import IdentityView
 from core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -61,8 +65,19 @@ class Tracker:
                 if e.get("entity") == name and e.get("value")]
 
     @property
+    def metadata(self) -> dict[str, Any]:
+        """The metadata the channel sent with the latest user message (Rasa 3.6 copies it to
+        `latest_message.metadata`)."""
+        meta = self.latest_message.get("metadata")
+        return meta if isinstance(meta, dict) else {}
+
+    @property
     def telegram_user_id(self) -> int | None:
-        """The sender as a Telegram user id (the gateway uses it as Rasa's sender id)."""
+        """The sender as a Telegram user id (the gateway uses it as Rasa's sender id).
+
+        Not proof of anything: anyone reaching Rasa's REST channel picks the sender id. Use
+        ActionContext.sender(), which checks the gateway's signature.
+        """
         try:
             return int(self.sender_id)
         except ValueError:
@@ -107,10 +122,21 @@ class ActionContext:
             raise RuntimeError("ActionContext.s used outside an action call")
         return self.session
 
+    def sender_proven(self, tracker: Tracker) -> bool:
+        """True if the gateway signed this sender id recently (IDENTITY_SIGNING_KEY)."""
+        return identity.verify_metadata(self.settings.secrets.identity_signing_key,
+                                        tracker.sender_id, tracker.metadata)
+
     async def sender(self, tracker: Tracker) -> IdentityView | None:
-        """Who is asking: the Telegram identity behind Rasa's sender id, if known."""
+        """Who is asking: the Telegram identity behind Rasa's sender id, if the gateway proved
+        it; None (an unknown user: no account data) for an unproven or unknown sender."""
         user_id = tracker.telegram_user_id
-        return None if user_id is None else await accounts.get_identity(self.s, user_id)
+        if user_id is None:
+            return None
+        if not self.sender_proven(tracker):
+            log.warning("unproven sender id %r: treated as unknown", tracker.sender_id[:40])
+            return None
+        return await accounts.get_identity(self.s, user_id)
 
 
 HANDOFF_BUTTON = {"label_key": "button_human", "payload": "/human_handoff"}

@@ -58,7 +58,8 @@ def build_application(settings: Settings, db: Database) -> Application:
     )
     app.bot_data[GATEWAY] = Gateway(
         settings=settings, db=db,
-        rasa=RasaClient(settings.rasa.url, settings.rasa.timeout_seconds),
+        rasa=RasaClient(settings.rasa.url, settings.rasa.timeout_seconds,
+                        signing_key=settings.secrets.identity_signing_key),
     )
     register_features(app)
     return app

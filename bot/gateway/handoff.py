@@ -23,9 +23,10 @@ from telegram.ext import (
 
 from bot.gateway.context import Gateway, gw, turn
 from bot.gateway.outbound import copy, reply, send_html
-from bot.gateway.render import render
-from core.errors import NotFound
+from bot.gateway.render import plain, render
+from core.errors import NotFound, PermissionDenied
 from core.services import conversations, tickets
+from core.services import staff as staff_service
 from core.services.accounts import IdentityView, get_identity
 from core.services.tickets import TicketView
 
@@ -110,6 +111,11 @@ async def on_staff_reply(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     loc = _staff_locale(g)
     text = message.text or ""
     if text.split(maxsplit=1)[:1] and text.split()[0].split("@")[0] == "/close":
+        refusal = await staff_refusal(context, message.from_user.id if message.from_user else 0,
+                                      message.chat_id, f"ticket:{ticket.id}:close")
+        if refusal is not None:
+            await message.reply_text(refusal)
+            return
         await close(context, ticket.id, _staff_name(message), message.chat_id)
         return
     if ticket.status != "open":
@@ -135,14 +141,42 @@ async def on_close_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     """The 'close ticket' button under a ticket in the staff group."""
     query = update.callback_query
     assert query is not None and query.data is not None
-    await query.answer()
     try:
         ticket_id = int(query.data.rsplit(":", 1)[1])
     except ValueError:
+        await query.answer()
         return
     chat_id = query.message.chat.id if query.message else None
+    refusal = await staff_refusal(context, query.from_user.id, chat_id,
+                                  f"ticket:{ticket_id}:close")
+    if refusal is not None:
+        await query.answer(refusal, show_alert=True)
+        return
+    await query.answer()
     name = query.from_user.full_name if query.from_user else "staff"
     await close(context, ticket_id, name, chat_id)
+
+
+async def staff_refusal(context: ContextTypes.DEFAULT_TYPE, user_id: int, chat_id: int | None,
+                        action: str) -> str | None:
+    """None if this user may do a staff action here; else the (plain) text to answer with.
+
+    The decision is core.services.staff.require_role; a refusal is audited.
+    """
+    g = gw(context)
+    try:
+        async with g.db.transaction() as s:
+            try:
+                await staff_service.require_role(
+                    s, user_id, staff_service.TICKET_ROLES, chat_id,
+                    staff_chat_id=g.settings.staff_chat_id, action=action)
+            except PermissionDenied as exc:  # caught inside: the audit row commits
+                log.warning("refused %s by %s in chat %s: %s", action, user_id, chat_id, exc)
+                return plain(render("staff_only", _staff_locale(g)))
+    except Exception:
+        log.exception("permission check failed for %s", action)
+        return plain(render("staff_only", _staff_locale(g)))
+    return None
 
 
 async def close(context: ContextTypes.DEFAULT_TYPE, ticket_id: int, staff: str,

@@ -7,6 +7,8 @@ from typing import Any
 
 import aiohttp
 
+from core import identity
+
 log = logging.getLogger(__name__)
 
 
@@ -17,8 +19,14 @@ class RasaUnavailable(RuntimeError):
 class RasaClient:
     """Sends one user message to /webhooks/rest/webhook and returns Rasa's replies."""
 
-    def __init__(self, base_url: str, timeout_seconds: float) -> None:
+    def __init__(self, base_url: str, timeout_seconds: float,
+                 signing_key: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        # Proves to the action server that the gateway vouches for the sender (core.identity).
+        self.signing_key = signing_key
+        if not signing_key:
+            log.warning("IDENTITY_SIGNING_KEY is not set: actions will treat every user as "
+                        "unknown (no orders); `make run` sets it for you")
         self.timeout = aiohttp.ClientTimeout(total=timeout_seconds, connect=min(2, timeout_seconds))
         self._session: aiohttp.ClientSession | None = None
 
@@ -40,7 +48,8 @@ class RasaClient:
         """Post a message; raises RasaUnavailable on timeout, refusal or a server error."""
         await self.start()
         assert self._session is not None
-        body = {"sender": sender, "message": message, "metadata": metadata or {}}
+        body = {"sender": sender, "message": message,
+                "metadata": self.signed_metadata(sender, metadata)}
         try:
             async with self._session.post(f"{self.base_url}/webhooks/rest/webhook",
                                           json=body) as resp:
@@ -51,12 +60,22 @@ class RasaClient:
             raise RasaUnavailable(f"{type(exc).__name__}: {exc}") from exc
         return data if isinstance(data, list) else []
 
+    def signed_metadata(self, sender: str, metadata: dict[str, Any] | None) -> dict[str, Any]:
+        """The metadata with the gateway's proof of the sender (replacing any given one)."""
+        out = {k: v for k, v in (metadata or {}).items() if k != identity.METADATA_KEY}
+        if self.signing_key:
+            out[identity.METADATA_KEY] = identity.sign(self.signing_key, sender)
+        return out
+
     async def is_ready(self) -> bool:
-        """True once Rasa has a model loaded."""
+        """True once Rasa's server answers (it serves only after loading the model).
+
+        GET / — Rasa runs without --enable-api, so /status does not exist.
+        """
         await self.start()
         assert self._session is not None
         try:
-            async with self._session.get(f"{self.base_url}/status") as resp:
-                return resp.status in (200, 401, 403)
+            async with self._session.get(f"{self.base_url}/") as resp:
+                return resp.status == 200
         except (TimeoutError, aiohttp.ClientError):
             return False

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import DateTime, and_, case, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import DomainError, LinkCodeInvalid, LinkThrottled, NotFound
 from core.i18n import LOCALES
+from core.identity import hash_link_code, link_code_pepper
 from core.models import (
     AuditLog,
     Customer,
     LinkCode,
+    LinkFailureWindow,
     LinkThrottle,
     StaffMember,
     TelegramIdentity,
@@ -61,8 +64,10 @@ class IdentityView:
         return self.customer_id is not None or self.staff_id is not None
 
 
-def _hash(code: str) -> str:
-    return hashlib.sha256(code.strip().upper().encode()).hexdigest()
+def _hash(code: str, pepper: str | None = None) -> str:
+    # Keyed (HMAC-SHA256 with a pepper kept outside the database): a leaked table of 8-character
+    # codes cannot be brute-forced without the pepper.
+    return hash_link_code(pepper or link_code_pepper(), code)
 
 
 def looks_like_link_code(text: str, length: int) -> bool:
@@ -88,11 +93,16 @@ async def issue_link_code(
     staff_name: str | None = None,
     staff_role: str | None = None,
     created_by: str = "cli",
+    pepper: str | None = None,
 ) -> IssuedCode:
-    """Create a single-use code for a customer (by code) or a staff member (created if new)."""
+    """Create a single-use code for a customer (by code) or a staff member (created if new).
+
+    `pepper` defaults to core.identity.link_code_pepper() (LINK_CODE_PEPPER or the data dir's
+    pepper file); issuing and redeeming processes must use the same one.
+    """
     code = _new_code(linking.code_length)
     expires = utcnow() + dt.timedelta(hours=linking.code_ttl_hours)
-    link = LinkCode(code_hash=_hash(code), expires_at=expires, created_by=created_by)
+    link = LinkCode(code_hash=_hash(code, pepper), expires_at=expires, created_by=created_by)
     if customer_code:
         customer = await s.scalar(select(Customer).where(Customer.code == customer_code))
         if customer is None:
@@ -181,48 +191,131 @@ class LinkOutcome:
 
 
 async def redeem_link_code(
-    s: AsyncSession, linking: LinkingSection, telegram_user_id: int, code: str
+    s: AsyncSession, linking: LinkingSection, telegram_user_id: int, code: str, *,
+    pepper: str | None = None,
 ) -> LinkOutcome:
-    """Link the chat to the code's account; wrong guesses are counted and throttled."""
+    """Link the chat to the code's account; wrong guesses are counted and throttled.
+
+    Safe under concurrency (several gateway workers, SQLite or PostgreSQL):
+
+    1. Per user: one conditional `UPDATE link_throttles SET failures = failures + 1 … WHERE
+       failures < max AND not locked RETURNING failures` reserves an attempt *before* the code is
+       looked at; the attempt that reaches `max_failed_attempts` locks the chat for
+       `lockout_minutes`. A locked chat is refused without the code being evaluated, so at most
+       `max_failed_attempts` guesses per lockout are ever evaluated, however many arrive at once.
+    2. Globally: the same reservation on this clock hour's `link_failure_windows` row; at
+       `max_failed_global_per_hour` linking pauses for everyone until the next hour.
+    3. The code itself: one `UPDATE link_codes SET used_at, used_by WHERE code_hash AND used_at IS
+       NULL AND expires_at > now` — exactly one redemption can win. Success gives both reserved
+       attempts back (the user's count is reset).
+    4. A guess that matches a used or expired code counts on the code (`failed_attempts`) and
+       leaves an audit row: someone is trying a leaked code.
+
+    Failures are values (LinkOutcome.error), so the caller's unit of work commits the counts.
+    """
     now = utcnow()
-    throttle = await s.get(LinkThrottle, telegram_user_id)
-    if throttle and throttle.locked_until and _aware(throttle.locked_until) > now:
-        minutes = int((_aware(throttle.locked_until) - now).total_seconds() // 60) + 1
-        return LinkOutcome(error=LinkThrottled("too many wrong codes", minutes=minutes))
-    link = await s.scalar(select(LinkCode).where(LinkCode.code_hash == _hash(code)))
-    valid = link is not None and link.used_at is None and _aware(link.expires_at) > now
-    if valid and link is not None:
-        ident = await s.get(TelegramIdentity, telegram_user_id)
+    uid = telegram_user_id
+    # 1. Reserve one attempt for this chat (refused without looking at the code when locked).
+    await s.execute(_insert_ignore(s, LinkThrottle, telegram_user_id=uid, failures=0))
+    lock_over = and_(LinkThrottle.locked_until.is_not(None), LinkThrottle.locked_until <= now)
+    next_failures = case((lock_over, 1), else_=LinkThrottle.failures + 1)
+    reserved = await s.scalar(
+        update(LinkThrottle)
+        .where(LinkThrottle.telegram_user_id == uid,
+               or_(LinkThrottle.locked_until.is_(None), lock_over),
+               LinkThrottle.failures < linking.max_failed_attempts)
+        .values(failures=next_failures,
+                locked_until=case(
+                    (next_failures >= linking.max_failed_attempts,
+                     literal(now + dt.timedelta(minutes=linking.lockout_minutes),
+                             DateTime(timezone=True))),
+                    else_=None))
+        .returning(LinkThrottle.failures)
+        .execution_options(synchronize_session=False))
+    if reserved is None:
+        until = await s.scalar(select(LinkThrottle.locked_until)
+                               .where(LinkThrottle.telegram_user_id == uid))
+        if until is None:  # counted up to the limit without a lock (limit lowered): lock now
+            until = now + dt.timedelta(minutes=linking.lockout_minutes)
+            await s.execute(update(LinkThrottle).where(LinkThrottle.telegram_user_id == uid)
+                            .values(locked_until=until)
+                            .execution_options(synchronize_session=False))
+        return LinkOutcome(error=LinkThrottled("too many wrong codes",
+                                               minutes=_minutes_until(now, until)))
+    # 2. Reserve one attempt in this hour's global budget.
+    hour = int(now.timestamp() // 3600)
+    await s.execute(_insert_ignore(s, LinkFailureWindow, hour=hour, failures=0))
+    global_count = await s.scalar(
+        update(LinkFailureWindow)
+        .where(LinkFailureWindow.hour == hour,
+               LinkFailureWindow.failures < linking.max_failed_global_per_hour)
+        .values(failures=LinkFailureWindow.failures + 1)
+        .returning(LinkFailureWindow.failures)
+        .execution_options(synchronize_session=False))
+    if global_count is None:
+        next_hour = dt.datetime.fromtimestamp((hour + 1) * 3600, dt.UTC)
+        return LinkOutcome(error=LinkThrottled("linking paused: too many wrong codes overall",
+                                               minutes=_minutes_until(now, next_hour)))
+    if global_count == linking.max_failed_global_per_hour:
+        s.add(AuditLog(actor=f"tg:{uid}", action="account.link_paused",
+                       subject=f"hour:{hour}",
+                       details={"max_failed_global_per_hour":
+                                linking.max_failed_global_per_hour}))
+    # 3. Redeem: one conditional update, exactly one winner.
+    code_hash = _hash(code, pepper)
+    won = (await s.execute(
+        update(LinkCode)
+        .where(LinkCode.code_hash == code_hash, LinkCode.used_at.is_(None),
+               LinkCode.expires_at > now)
+        .values(used_at=now, used_by=uid)
+        .returning(LinkCode.id, LinkCode.customer_id, LinkCode.staff_id)
+        .execution_options(synchronize_session=False))).first()
+    if won is not None:
+        await s.execute(update(LinkThrottle).where(LinkThrottle.telegram_user_id == uid)
+                        .values(failures=0, locked_until=None)
+                        .execution_options(synchronize_session=False))
+        await s.execute(update(LinkFailureWindow).where(LinkFailureWindow.hour == hour)
+                        .values(failures=LinkFailureWindow.failures - 1)
+                        .execution_options(synchronize_session=False))
+        ident = await s.get(TelegramIdentity, uid)
         if ident is None:
-            ident = TelegramIdentity(telegram_user_id=telegram_user_id)
+            ident = TelegramIdentity(telegram_user_id=uid)
             s.add(ident)
-        ident.customer_id = link.customer_id
-        ident.staff_id = link.staff_id
+        ident.customer_id = won.customer_id
+        ident.staff_id = won.staff_id
         ident.linked_at = now
-        link.used_at = now
-        link.used_by = telegram_user_id
-        if throttle:
-            throttle.failures = 0
-            throttle.locked_until = None
-        s.add(AuditLog(actor=f"tg:{telegram_user_id}", action="account.link",
-                       subject=f"customer:{link.customer_id} staff:{link.staff_id}"))
+        s.add(AuditLog(actor=f"tg:{uid}", action="account.link",
+                       subject=f"customer:{won.customer_id} staff:{won.staff_id}",
+                       details={"link_code_id": won.id}))
         await s.flush()
         return LinkOutcome(identity=await _view(s, ident))
-    # Count the failure; the caller's unit of work commits it with the error reply.
-    if throttle is None:
-        throttle = LinkThrottle(telegram_user_id=telegram_user_id, failures=0)
-        s.add(throttle)
-    throttle.failures += 1
-    locked = throttle.failures >= linking.max_failed_attempts
-    if locked:
-        throttle.failures = 0
-        throttle.locked_until = now + dt.timedelta(minutes=linking.lockout_minutes)
-        s.add(AuditLog(actor=f"tg:{telegram_user_id}", action="account.link_locked"))
-    remaining = linking.max_failed_attempts - throttle.failures
-    if locked:
+    # 4. A wrong guess. If it names a used or expired code, count that on the code.
+    stale = (await s.execute(
+        update(LinkCode).where(LinkCode.code_hash == code_hash)
+        .values(failed_attempts=LinkCode.failed_attempts + 1)
+        .returning(LinkCode.id, LinkCode.failed_attempts)
+        .execution_options(synchronize_session=False))).first()
+    if stale is not None:
+        s.add(AuditLog(actor=f"tg:{uid}", action="link_code.stale_attempt",
+                       subject=f"link_code:{stale.id}",
+                       details={"failed_attempts": stale.failed_attempts}))
+    if reserved >= linking.max_failed_attempts:
+        s.add(AuditLog(actor=f"tg:{uid}", action="account.link_locked"))
         return LinkOutcome(error=LinkThrottled("too many wrong codes",
                                                minutes=linking.lockout_minutes))
-    return LinkOutcome(error=LinkCodeInvalid("wrong, used or expired code", remaining=remaining))
+    return LinkOutcome(error=LinkCodeInvalid("wrong, used or expired code",
+                                             remaining=linking.max_failed_attempts - reserved))
+
+
+def _insert_ignore(s: AsyncSession, model: Any, **values: Any) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING on SQLite and PostgreSQL."""
+    dialect = s.get_bind().dialect.name
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+    return ins.values(**values).on_conflict_do_nothing()
+
+
+def _minutes_until(now: dt.datetime, until: dt.datetime) -> int:
+    return max(1, int((_aware(until) - now).total_seconds() // 60) + 1)
 
 
 async def link_identity_directly(

@@ -9,25 +9,33 @@ from sqlalchemy import select
 
 from bot.actions.sdk import ActionContext
 from bot.actions.server import create_app
+from core import identity
 from core.db import Database
 from core.models import Customer, Order, OrderLine, Product, TelegramIdentity
 from core.settings import load_settings
 
 TOKEN = "s3cret-token"
+SIGNING_KEY = "identity-key-for-tests"
 
 
 @pytest.fixture
 async def client(db: Database):
-    app = create_app(ActionContext(db=db, settings=load_settings(env={})), TOKEN)
+    settings = load_settings(env={"IDENTITY_SIGNING_KEY": SIGNING_KEY})
+    app = create_app(ActionContext(db=db, settings=settings), TOKEN)
     async with TestClient(TestServer(app)) as c:
         yield c
 
 
-def call(action: str, sender: str = "77", text: str = "", entities=None) -> dict:
+def call(action: str, sender: str = "77", text: str = "", entities=None,
+         metadata: dict | None = None) -> dict:
+    """An action call as Rasa makes it; the user message carries the gateway's proof."""
+    if metadata is None:
+        metadata = {identity.METADATA_KEY: identity.sign(SIGNING_KEY, sender)}
     return {"next_action": action, "sender_id": sender, "version": "3.6.21", "domain": {},
             "tracker": {"sender_id": sender, "slots": {}, "events": [],
                         "latest_message": {"text": text, "entities": entities or [],
-                                           "intent": {"name": "order_status"}}}}
+                                           "intent": {"name": "order_status"},
+                                           "metadata": metadata}}}
 
 
 async def seed(db: Database) -> None:
@@ -83,7 +91,8 @@ async def test_other_customers_order_is_not_found(client: TestClient, db: Databa
 
 async def test_database_down_gives_an_apology_with_handoff(db: Database) -> None:
     broken = Database("postgresql+asyncpg://nobody@127.0.0.1:1/none")
-    app = create_app(ActionContext(db=broken, settings=load_settings(env={})), TOKEN)
+    settings = load_settings(env={"IDENTITY_SIGNING_KEY": SIGNING_KEY})
+    app = create_app(ActionContext(db=broken, settings=settings), TOKEN)
     async with TestClient(TestServer(app)) as c:
         resp = await c.post(f"/webhook?token={TOKEN}", json=call("action_order_status"))
         body = await resp.json()
@@ -123,7 +132,7 @@ async def test_banded_stock_answer_hides_quantities(db: Database) -> None:
         await s.flush()
         pid = (await s.scalars(select(Product.id))).one()
         s.add(StockLevel(product_id=pid, warehouse_id=w.id, quantity=30))
-    settings = load_settings(env={}).model_copy(
+    settings = load_settings(env={"IDENTITY_SIGNING_KEY": SIGNING_KEY}).model_copy(
         update={"stock": StockSection(low_threshold=50, show_quantities=False)})
     app = create_app(ActionContext(db=db, settings=settings), TOKEN)
     async with TestClient(TestServer(app)) as c:
@@ -136,3 +145,24 @@ async def test_banded_stock_answer_hides_quantities(db: Database) -> None:
 
     text = renderer().render("stock_answer", "zh-Hans", **custom["vars"])
     assert "库存紧张" in text and "30" not in text
+
+
+@pytest.mark.parametrize("case", ["no proof", "wrong key", "another sender's proof", "expired"])
+async def test_an_unproven_sender_sees_no_account_data(client: TestClient, db: Database,
+                                                       case: str) -> None:
+    """Posting to Rasa as a victim's Telegram id gets nothing: actions want the gateway's proof."""
+    await seed(db)
+    metadata = {
+        "no proof": {"locale": "zh-Hans"},
+        "wrong key": {identity.METADATA_KEY: identity.sign("guessed-key", "77")},
+        "another sender's proof": {identity.METADATA_KEY: identity.sign(SIGNING_KEY, "78")},
+        "expired": {identity.METADATA_KEY: identity.sign(SIGNING_KEY, "77", now=1_000_000)},
+    }[case]
+    resp = await client.post(f"/webhook?token={TOKEN}", json=call(
+        "action_order_status", text="so20261101 0001 到哪了", metadata=metadata))
+    body = await resp.json()
+    assert [r["custom"]["template"] for r in body["responses"]] == ["link_required"]
+    assert "SO20261101" not in str(body)
+    resp = await client.post(f"/webhook?token={TOKEN}", json=call(
+        "action_promotion_query", metadata=metadata))
+    assert (await resp.json())["responses"][0]["custom"]["vars"]["linked"] is False
