@@ -371,6 +371,75 @@ def similarity_to_training(examples: list[Example]) -> dict:
     }
 
 
+# --------------------------------------------------------------------- near-duplicates
+# A test utterance is a near-duplicate of training data when, after OpenCC t2s, lower
+# case and removing whitespace and punctuation, it is within NEAR_DUP_EDITS Levenshtein
+# edits (insert/delete/substitute one character) of ANY training example, whatever its
+# intent. Absolute edits, not a ratio: a ratio lets long sentences differ in several
+# characters, and short ones ("嗨嗨" vs "嗨") are exactly what should go.
+NEAR_DUP_EDITS = 2
+_NOT_WORD = re.compile(r"[\s\W_]+")
+
+
+def dedup_key(text: str, t2s: OpenCC | None = None) -> str:
+    """The text compared for near-duplicates: t2s, lower case, no blanks or punctuation."""
+    return _NOT_WORD.sub("", (t2s or _t2s_converter()).convert(text).lower())
+
+
+_T2S: list[OpenCC] = []
+
+
+def _t2s_converter() -> OpenCC:
+    if not _T2S:
+        _T2S.append(OpenCC("t2s"))
+    return _T2S[0]
+
+
+def training_texts(nlu_dir: Path = NLU_DIR) -> list[tuple[str, str]]:
+    """(intent, plain text) of every training example in nlu/data/nlu/*.yml."""
+    out = []
+    for path in sorted((nlu_dir / "data" / "nlu").glob("*.yml")):
+        for block in yaml.safe_load(path.read_text(encoding="utf-8")).get("nlu") or []:
+            if "intent" in block:
+                out += [(block["intent"], parse_markup(raw)[0])
+                        for raw in iter_examples(block["examples"])]
+    return out
+
+
+def nearest_training(texts: list[str], training: list[str],
+                     max_edits: int = NEAR_DUP_EDITS) -> list[tuple[int, str] | None]:
+    """For each text, (edits, training text) of the closest training example within
+    max_edits after dedup_key normalisation, or None when every example is further."""
+    from rapidfuzz.distance import Levenshtein
+
+    keyed = [(dedup_key(t), t) for t in training]
+    by_len: dict[int, list[tuple[str, str]]] = {}
+    for key, raw in keyed:
+        by_len.setdefault(len(key), []).append((key, raw))
+    out: list[tuple[int, str] | None] = []
+    for text in texts:
+        key = dedup_key(text)
+        best: tuple[int, str] | None = None
+        for length in range(len(key) - max_edits, len(key) + max_edits + 1):
+            for other, raw in by_len.get(length, ()):
+                d = Levenshtein.distance(key, other, score_cutoff=max_edits)
+                if d <= max_edits and (best is None or d < best[0]):
+                    best = (d, raw)
+        out.append(best)
+    return out
+
+
+def dedup_split(examples: list[Example]) -> tuple[list[Example], list[dict]]:
+    """The test examples that are no near-duplicate of training data, and the dropped ones."""
+    training = [t for _, t in training_texts()]
+    near = nearest_training([ex.text for ex in examples], training)
+    kept = [ex for ex, n in zip(examples, near, strict=True) if n is None]
+    dropped = [{"text": ex.text, "script": ex.script, "intent": ex.intent,
+                "edits": n[0], "training": n[1]}
+               for ex, n in zip(examples, near, strict=True) if n is not None]
+    return kept, dropped
+
+
 # ----------------------------------------------------------------------------- baseline
 def baseline_model(epochs: int, force: bool) -> tuple[Path, float | None]:
     """Train (or reuse) the `rasa init` pipeline on our NLU data; (path, seconds|None)."""
