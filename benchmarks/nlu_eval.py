@@ -52,6 +52,7 @@ if str(REPO) not in sys.path:
 import yaml  # noqa: E402
 from opencc import OpenCC  # noqa: E402
 
+from core.i18n import to_simplified  # noqa: E402  (the gateway's own conversion)
 from nlu import train as nlu_train  # noqa: E402
 
 NLU_DIR = REPO / "nlu"
@@ -134,7 +135,6 @@ def iter_examples(block: str) -> Iterator[str]:
 
 def load_test_split(path: Path = TEST_SPLIT) -> list[Example]:
     """Read the test split and prepare what Rasa will be sent for each utterance."""
-    t2s = OpenCC("t2s")
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     examples = []
     for block in data["nlu"]:
@@ -145,12 +145,12 @@ def load_test_split(path: Path = TEST_SPLIT) -> list[Example]:
             text, ents = parse_markup(raw)
             ex = Example(text=text, script=script, intent=block["intent"],
                          entities=[(s, e, n) for s, e, n, _ in ents])
-            ex.parse_text = t2s.convert(text) if script == "zh-Hant" else text
+            ex.parse_text = to_simplified(text) if script == "zh-Hant" else text
             if len(ex.parse_text) == len(text):
                 ex.parse_entities = list(ex.entities)
             else:  # conversion changed the length: locate each converted span
                 for s, e, n in ex.entities:
-                    piece = t2s.convert(text[s:e])
+                    piece = to_simplified(text[s:e])
                     at = ex.parse_text.find(piece)
                     if at >= 0:
                         ex.parse_entities.append((at, at + len(piece), n))
@@ -381,18 +381,9 @@ NEAR_DUP_EDITS = 2
 _NOT_WORD = re.compile(r"[\s\W_]+")
 
 
-def dedup_key(text: str, t2s: OpenCC | None = None) -> str:
+def dedup_key(text: str) -> str:
     """The text compared for near-duplicates: t2s, lower case, no blanks or punctuation."""
-    return _NOT_WORD.sub("", (t2s or _t2s_converter()).convert(text).lower())
-
-
-_T2S: list[OpenCC] = []
-
-
-def _t2s_converter() -> OpenCC:
-    if not _T2S:
-        _T2S.append(OpenCC("t2s"))
-    return _T2S[0]
+    return _NOT_WORD.sub("", to_simplified(text).lower())
 
 
 def training_texts(nlu_dir: Path = NLU_DIR) -> list[tuple[str, str]]:

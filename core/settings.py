@@ -35,6 +35,7 @@ class AppSection:
     timezone: str = "Asia/Shanghai"
     default_locale: str = "zh-Hans"
     data_dir: str = "var"
+    traditional_convention: str = "tw"
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,11 @@ class StockSection:
 
 
 @dataclass(frozen=True)
+class OrdersSection:
+    number_pattern: str = ""
+
+
+@dataclass(frozen=True)
 class ImportSection:
     demo_data_dir: str = "data/demo"
 
@@ -141,6 +147,7 @@ class Settings:
     linking: LinkingSection = field(default_factory=LinkingSection)
     support: SupportSection = field(default_factory=SupportSection)
     stock: StockSection = field(default_factory=StockSection)
+    orders: OrdersSection = field(default_factory=OrdersSection)
     import_: ImportSection = field(default_factory=ImportSection)
     secrets: Secrets = field(default_factory=Secrets)
 

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from core import order_numbers
 from core.db import Database
 from core.models import OPEN_ORDER_STATUSES, Order, OrderLine
-
-_ORDER_SHAPE = re.compile(r"^([A-Z]{1,4})(\d{8})(\d{3,6})$")
 
 
 @dataclass(frozen=True)
@@ -50,11 +48,7 @@ class OrderView:
 
 def normalize_order_no(raw: str) -> str | None:
     """Canonical order number from what people type: 'so 20261115 0123' → 'SO20261115-0123'."""
-    compact = re.sub(r"[^0-9A-Za-z]", "", raw or "").upper()
-    m = _ORDER_SHAPE.match(compact)
-    if not m:
-        return None
-    return f"{m.group(1)}{m.group(2)}-{m.group(3)}"
+    return order_numbers.normalize(raw)
 
 
 def _view(order: Order) -> OrderView:
