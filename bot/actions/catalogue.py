@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from bot.actions.sdk import (
@@ -27,9 +28,17 @@ def product_vars(p: ProductRef) -> dict[str, str]:
     return {"sku": p.sku, "name_zh": p.name_zh, "name_en": p.name_en}
 
 
+_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
+
+
+def untagged(text: str) -> str:
+    """The text without HTML tags: `<b>is</b> the water in stock` names no product `b`."""
+    return " ".join(_TAG.sub(" ", text).split())
+
+
 def _mention(tracker: Tracker) -> str:
     # The entity when the model found one; else the whole question (the resolver strips filler).
-    return tracker.entity("product") or tracker.text
+    return untagged(tracker.entity("product") or tracker.text)
 
 
 class ActionStockQuery(Action):
@@ -40,10 +49,10 @@ class ActionStockQuery(Action):
         """Say whether a product is available, low or out of stock, per warehouse."""
         mention = _mention(tracker)
         res = await catalogue.resolve_product(ctx.db, mention)
-        if res.unique is None and mention != tracker.text and tracker.text:
+        if res.unique is None and mention != untagged(tracker.text) and tracker.text:
             # The model sometimes tags only the head noun (香菇炖鸡面 → 面); the whole
             # question may still name exactly one product.
-            whole = await catalogue.resolve_product(ctx.db, tracker.text)
+            whole = await catalogue.resolve_product(ctx.db, untagged(tracker.text))
             if whole.unique is not None:
                 res = whole
         if not res.matches and await catalogue.catalogue_is_empty(ctx.db):
@@ -51,8 +60,9 @@ class ActionStockQuery(Action):
             return [slot_set("product", None)]
         if res.unique is None and not res.matches:
             if res.suggestions:
-                dispatcher.reply("product_not_found", given=mention[:60], buttons=[
-                    product_button("stock_query", p) for p in res.suggestions])
+                dispatcher.reply("product_not_found", given=mention[:60], suggested=True,
+                                 buttons=[product_button("stock_query", p)
+                                          for p in res.suggestions])
             else:
                 dispatcher.reply("product_not_found", given=mention[:60])
             return [slot_set("product", None)]

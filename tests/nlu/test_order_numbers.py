@@ -88,3 +88,44 @@ def test_training_data_regex_is_the_default_without_group_names() -> None:
     (block,) = [b for b in data["nlu"] if b.get("regex") == "order_id"]
     (pattern,) = [line[2:] for line in block["examples"].splitlines() if line.startswith("- ")]
     assert pattern == re.sub(r"\?P<\w+>", "", DEFAULT_PATTERN)
+
+
+# ------------------------------------------------------------------------- the action
+class _Ctx:
+    """An ActionContext stand-in: a linked customer, no database."""
+
+    db = None
+    settings = None
+
+    async def sender(self, tracker):  # noqa: ANN001, ANN201 - test double
+        from types import SimpleNamespace
+
+        return SimpleNamespace(customer_id=7)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("订单SO20261115-0123到哪了", "SO20261115-0123"),  # the old `\b` regex missed this
+    ("PO20261115-0007发货了吗", "PO20261115-0007"),
+    ("so 20261115 0123 到哪了", "SO20261115-0123"),
+])
+def test_action_finds_the_number_in_raw_text_without_an_entity(
+        monkeypatch: pytest.MonkeyPatch, text: str, expected: str) -> None:
+    import asyncio
+
+    from bot.actions import orders as order_actions
+    from bot.actions.sdk import Dispatcher, Tracker
+
+    looked_up: list[str] = []
+
+    async def fake_find(db, customer_id, raw):  # noqa: ANN001, ANN202 - test double
+        looked_up.append(normalize_order_no(raw))
+        return None
+
+    monkeypatch.setattr(order_actions.orders, "find_order", fake_find)
+    dispatcher = Dispatcher()
+    tracker = Tracker(sender_id="1", latest_message={"text": text, "entities": []})
+    asyncio.run(order_actions.ActionOrderStatus().run(_Ctx(), dispatcher, tracker, {}))
+    assert looked_up == [expected]
+    (message,) = dispatcher.messages
+    assert message["custom"]["template"] == "order_not_found"
+    assert message["custom"]["vars"]["order_no"] == expected
