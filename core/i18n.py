@@ -28,20 +28,60 @@ def _s2t() -> OpenCC:
     return OpenCC("s2t")
 
 
+# Traditional conventions: OpenCC config for each (app.traditional_convention).
+CONVENTIONS = {"tw": "s2tw", "hk": "s2hk"}
+# OpenCC's character-standard forms that shops, brands and menus in Taiwan and Hong Kong do
+# not use: s2t/s2hk write 紅燒牛肉麪 and 雪峯. Product and brand names must not come out in
+# such a variant, so both conventions end with the form in everyday use.
+_USUAL_FORMS = str.maketrans({"麪": "麵", "峯": "峰"})
+# 面 after a food word is a noodle (麵), which OpenCC only knows for some phrases
+# (拌面 → 拌麵, but 鸡面 → 雞面, 板面 → 板面).
+_NOODLE = re.compile(r"(?<=[雞鴨魚蝦肉菜湯板絲蛋醬])面")
+# Cantonese characters that OpenCC t2s turns into rare forms outside everyday fonts and
+# outside the BMP (餸 → 𩠌, 嗰 → 𠮶, 喎 → 㖞); kept as typed, which is also how the
+# Cantonese training data is written.
+_KEEP_CANTONESE = str.maketrans({"𩠌": "餸", "𠮶": "嗰", "㖞": "喎"})
+
+
+@lru_cache(maxsize=4)
+def _s2convention(convention: str) -> OpenCC:
+    if convention not in CONVENTIONS:
+        raise ValueError(
+            f"app.traditional_convention must be one of {sorted(CONVENTIONS)}, not {convention!r}")
+    return OpenCC(CONVENTIONS[convention])
+
+
 def to_simplified(text: str) -> str:
     """Convert Traditional Chinese characters to Simplified; other text is unchanged."""
-    return _t2s().convert(text) if _CJK.search(text) else text
+    if not _CJK.search(text):
+        return text
+    return _t2s().convert(text).translate(_KEEP_CANTONESE)
 
 
-def to_traditional(text: str) -> str:
-    """Convert Simplified Chinese characters to Traditional; other text is unchanged."""
-    return _s2t().convert(text) if _CJK.search(text) else text
+def to_traditional(text: str, convention: str | None = None) -> str:
+    """Convert Simplified Chinese to Traditional; other text is unchanged.
+
+    Without a convention: OpenCC's generic s2t (as before). With "tw" or "hk": that
+    region's usage, and the everyday form of a few characters in names (麵, 峰)."""
+    if not _CJK.search(text):
+        return text
+    if convention is None:
+        return _s2t().convert(text)
+    converted = _s2convention(convention).convert(text).translate(_USUAL_FORMS)
+    return _NOODLE.sub("麵", converted)
 
 
 def detect_script(text: str) -> str | None:
-    """Guess the locale a message is written in, or None when it carries no signal."""
+    """Guess the locale a message is written in, or None when it carries no signal.
+
+    Chinese that is written the same in both scripts (你好, 好的, 可以) is no signal:
+    returning a script for it would flip a Traditional user's replies to Simplified."""
     if _CJK.search(text):
-        return "zh-Hant" if to_simplified(text) != text else "zh-Hans"
+        if to_simplified(text) != text:
+            return "zh-Hant"
+        if _s2t().convert(text) != text:
+            return "zh-Hans"
+        return None
     if _LATIN_WORD.search(text):
         return "en"
     return None
@@ -99,10 +139,21 @@ class _LocaleLoader(BaseLoader):
         return source, None, lambda: True
 
 
+def configured_convention() -> str:
+    """app.traditional_convention from the settings (tw when unset)."""
+    from core.settings import load_settings
+
+    return load_settings().app.traditional_convention or "tw"
+
+
 class Renderer:
     """Renders a template key in a locale; zh-Hant falls back to converted zh-Hans, then en."""
 
-    def __init__(self, directory: Path = LOCALES_DIR) -> None:
+    def __init__(self, directory: Path = LOCALES_DIR, convention: str | None = None) -> None:
+        # Traditional output follows one convention (Taiwan or Hong Kong): variables from
+        # the data (stored in Simplified) and zh-Hans fallbacks are converted with it.
+        self.convention = convention or configured_convention()
+        _s2convention(self.convention)  # fail at start-up on an unknown convention
         self.envs = {
             loc: Environment(
                 loader=_LocaleLoader(loc, directory),
@@ -138,21 +189,21 @@ class Renderer:
             except TemplateNotFound:
                 continue
             if locale == "zh-Hant":  # names from the data are stored in Simplified
-                variables = _traditional_vars(variables)
+                variables = _traditional_vars(variables, self.convention)
             text = template.render(locale=locale, **variables).strip()
             if locale == "zh-Hant" and loc == "zh-Hans":
-                text = to_traditional(text)
+                text = to_traditional(text, self.convention)
             return text
         raise TemplateNotFound(key)
 
 
-def _traditional_vars(value: Any) -> Any:
+def _traditional_vars(value: Any, convention: str) -> Any:
     if isinstance(value, str):
-        return to_traditional(value)
+        return to_traditional(value, convention)
     if isinstance(value, dict):
-        return {k: _traditional_vars(v) for k, v in value.items()}
+        return {k: _traditional_vars(v, convention) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_traditional_vars(v) for v in value]
+        return [_traditional_vars(v, convention) for v in value]
     return value
 
 

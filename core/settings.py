@@ -138,8 +138,8 @@ class StockSection(Section):
 
 
 class OrdersSection(Section):
-    # Order numbers as the ERP writes them; see config.yml for the grammar.
-    number_pattern: str = r"([A-Z]{1,4})[\s-]*(\d{8})[\s-]*(\d{3,6})"
+    # Order numbers as the ERP writes them (core/order_numbers.py); "" = the default grammar.
+    number_pattern: str = ""
 
 
 class DeliverySection(Section):

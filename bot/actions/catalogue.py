@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from bot.actions.sdk import (
@@ -22,9 +23,17 @@ def product_button(intent: str, p: ProductRef) -> dict[str, str]:
     return intent_button(intent, f"{p.name_zh} {p.name_en} ({p.sku})".strip(), product=p.sku)
 
 
+_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
+
+
+def untagged(text: str) -> str:
+    """The text without HTML tags: `<b>is</b> the water in stock` names no product `b`."""
+    return " ".join(_TAG.sub(" ", text).split())
+
+
 def _mention(tracker: Tracker) -> str:
     # The entity when the model found one; else the whole question (the resolver strips filler).
-    return tracker.entity("product") or tracker.text
+    return untagged(tracker.entity("product") or tracker.text)
 
 
 class ActionStockQuery(Action):
@@ -33,8 +42,8 @@ class ActionStockQuery(Action):
     async def run(self, ctx: ActionContext, dispatcher: Dispatcher, tracker: Tracker,
                   domain: dict[str, Any]) -> list[dict[str, Any]]:
         """Say whether a product is available, low or out of stock, per warehouse."""
-        reply = await catalogue.answer_stock_question(ctx.s, _mention(tracker), tracker.text,
-                                                      ctx.settings.stock)
+        reply = await catalogue.answer_stock_question(ctx.s, _mention(tracker),
+                                                      untagged(tracker.text), ctx.settings.stock)
         buttons = [product_button("stock_query", p) for p in reply.choices]
         if reply.notify_sku:  # handled by the gateway itself, no NLU needed
             buttons.append({"label_key": "button_notify_restock",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from bot.actions.sdk import (
@@ -13,10 +12,8 @@ from bot.actions.sdk import (
     intent_button,
     slot_set,
 )
+from core import order_numbers
 from core.services import orders
-
-# Order numbers as people type them: SO20261115-0123, so20261115 0123, SO202611150123.
-ORDER_IN_TEXT = re.compile(r"\b([A-Za-z]{2})\s*-?\s*(\d{8})\s*-?\s*(\d{3,6})\b")
 
 
 def order_button(order_no: str) -> dict[str, str]:
@@ -36,9 +33,11 @@ class ActionOrderStatus(Action):
             return [slot_set("order_id", None)]
 
         raw = tracker.entity("order_id") or tracker.slots.get("order_id")
-        if not raw:
-            found = ORDER_IN_TEXT.search(tracker.text)
-            raw = "".join(found.groups()) if found else None
+        # The model may tag nothing (or only the default shape, when the operator configured
+        # another orders.number_pattern): the grammar searches the raw text as well.
+        if not raw or orders.normalize_order_no(str(raw)) is None:
+            in_text = order_numbers.find_all(tracker.text)
+            raw = in_text[0] if in_text else raw
         answer = await orders.answer_order_question(ctx.s, ident.customer_id,
                                                     str(raw) if raw else None)
         dispatcher.reply(answer.template, buttons=[order_button(no) for no in answer.choices]

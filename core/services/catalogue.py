@@ -812,7 +812,8 @@ async def answer_stock_question(s: AsyncSession, mention: str, whole_text: str,
     if not res.matches and await catalogue_is_empty(s):
         return StockReply("catalogue_empty", offer_handoff=True)
     if res.unique is None and not res.matches:
-        return StockReply("product_not_found", {"given": mention[:60]},
+        return StockReply("product_not_found",
+                          {"given": mention[:60], "suggested": bool(res.suggestions)},
                           choices=list(res.suggestions))
     if res.unique is None:
         return StockReply("product_pick", choices=list(res.matches))

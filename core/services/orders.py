@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from core import order_numbers
 from core.models import OPEN_ORDER_STATUSES, Order, OrderLine
-
-_ORDER_SHAPE = re.compile(r"^([A-Z]{1,4})(\d{8})(\d{3,6})$")
 
 
 @dataclass(frozen=True)
@@ -50,11 +48,7 @@ class OrderView:
 
 def normalize_order_no(raw: str) -> str | None:
     """Canonical order number from what people type: 'so 20261115 0123' → 'SO20261115-0123'."""
-    compact = re.sub(r"[^0-9A-Za-z]", "", raw or "").upper()
-    m = _ORDER_SHAPE.match(compact)
-    if not m:
-        return None
-    return f"{m.group(1)}{m.group(2)}-{m.group(3)}"
+    return order_numbers.normalize(raw)
 
 
 def _view(order: Order) -> OrderView:
@@ -120,7 +114,8 @@ async def answer_order_question(s: AsyncSession, customer_id: int, raw_order_no:
             return OrderAnswer("order_id_invalid", {"given": raw_order_no[:40]})
         view = await find_order(s, customer_id, raw_order_no)
         if view is None:
-            return OrderAnswer("order_not_found", {"order_no": order_no})
+            return OrderAnswer("order_not_found", {"order_no": order_no,
+                                                   "given": raw_order_no[:40]})
         return OrderAnswer("order_status", view.as_vars())
     open_orders = await recent_orders(s, customer_id, open_only=True)
     if len(open_orders) == 1:

@@ -22,15 +22,24 @@ from typing import Any
 REGEX_EXTRACTOR = "RegexEntityExtractor"
 REGEX_ONLY_ENTITIES = {"order_id"}
 _MEANINGFUL = re.compile(r"[0-9A-Za-z\u3400-\u9fff]")
-_ORDER_ID = re.compile(r"(?i)^\s*so[\s_-]*(\d{8})[\s_-]*(\d{4})\s*$")
+# A copy of core/order_numbers.py DEFAULT_PATTERN: this module runs in Rasa's own venv,
+# which cannot import our packages. tests/nlu/test_order_numbers.py proves the copies (and
+# the `order_id` regex in data/nlu/orders.yml) equal. A configured orders.number_pattern
+# is applied by the order action on the raw text, not here (see nlu/README.md).
+ORDER_ID_PATTERN = (
+    r"(?<![A-Za-z])(?P<prefix>[A-Za-z]{1,4})[\s_-]*(?P<date>\d{8})[\s_-]*(?P<seq>\d{3,6})(?!\d)"
+)
+_ORDER_ID = re.compile(ORDER_ID_PATTERN, re.IGNORECASE)
 
 
 def canonical_order_id(value: Any) -> Any:
     """``so 20261115 0123`` -> ``SO20261115-0123``; other values unchanged."""
     if not isinstance(value, str):
         return value
-    match = _ORDER_ID.match(value)
-    return f"SO{match.group(1)}-{match.group(2)}" if match else value
+    match = _ORDER_ID.fullmatch(value.strip())
+    if not match:
+        return value
+    return f"{match['prefix'].upper()}{match['date']}-{match['seq']}"
 
 
 # Text between two product pieces that means "two products", not "one name".

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import pytest
@@ -60,7 +61,9 @@ async def test_english_question_gets_an_english_reply(system: Harness) -> None:
     order = (await orders_of(system, "D001"))[0]
     sent = await system.say("dealer", f"where is my order {order.order_no}?")
     text = "\n".join(texts(sent))
-    assert f"Order <b>{order.order_no}</b>" in text or f"Order {order.order_no}" in text
+    # texts() are what the user sees (entities decoded, no tags): the English template.
+    assert f"Order {order.order_no} (placed " in text, text
+    assert not re.search(r"[\u4e00-\u9fff]", text.split("\n")[0]), text
 
 
 async def test_link_with_a_one_time_code(system: Harness) -> None:
@@ -119,10 +122,19 @@ async def test_non_text_messages_get_an_answer(system: Harness) -> None:
 
 
 async def test_html_in_user_text_is_escaped(system: Harness) -> None:
-    sent = await system.say("dealer", "/<script>alert(1)</script>")
-    text = "\n".join(texts(sent))
-    assert sent, "the emulator would have rejected unescaped HTML"
-    assert "<script>" not in text
+    # "product not found" echoes the name the user gave; what the bot SENT (raw
+    # sendMessage parameters, before the emulator decodes entities) must have it escaped.
+    user = system.user("retailer")
+    before = await system.control("GET", "calls?method=sendMessage")
+    after = max((c["seq"] for c in before), default=0)
+    sent = await system.say("retailer", "榴莲&芒果<3>味薯片还有货吗")
+    shown = "\n".join(texts(sent))
+    assert "没有找到" in shown and "&" in shown and "<3>" in shown, shown  # user sees it
+    calls = [c for c in await system.control("GET", f"calls?method=sendMessage&after={after}")
+             if str(c["params"].get("chat_id")) == str(user["id"])]
+    raw = "\n".join(str(c["params"].get("text") or "") for c in calls)
+    assert "&lt;3&gt;" in raw and "&amp;" in raw, raw
+    assert "<3>" not in raw and "&芒果" not in raw, raw
 
 
 async def test_order_buttons_lead_to_the_order(system: Harness) -> None:

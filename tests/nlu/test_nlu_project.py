@@ -11,7 +11,7 @@ import yaml
 from jinja2 import Environment
 from opencc import OpenCC
 
-from benchmarks.nlu_eval import iter_examples, load_test_split, parse_markup
+from benchmarks.nlu_eval import iter_examples, load_test_split, nearest_training, parse_markup
 from nlu.components.entity_rules import canonical_order_id
 
 REPO = Path(__file__).resolve().parents[2]
@@ -185,13 +185,18 @@ def test_product_annotations_are_varied(training):
 
 
 def test_no_duplicate_training_examples(training):
-    seen: dict[str, str] = {}
+    """Any repeat after normalisation (t2s, case, blanks, punctuation) fails, whether the
+    two copies share an intent or not: a repeat only re-weights the data silently."""
+    seen: dict[str, tuple[str, str]] = {}
+    duplicates = []
     for intent, examples in training.items():
         for raw in examples:
             key = _norm(parse_markup(raw)[0])
-            assert key not in seen or seen[key] == intent, \
-                f"{raw!r} is labelled both {seen.get(key)} and {intent}"
-            seen[key] = intent
+            if key in seen:
+                duplicates.append((raw, intent, seen[key]))
+            else:
+                seen[key] = (raw, intent)
+    assert not duplicates, f"duplicate training examples (text, intent, first copy): {duplicates}"
 
 
 # ----------------------------------------------------------------------- regexes
@@ -269,6 +274,24 @@ def test_test_split_never_overlaps_training_data(test_split, training):
     trained = {_norm(parse_markup(raw)[0]) for examples in training.values() for raw in examples}
     overlap = [ex.text for ex in test_split if _norm(ex.text) in trained]
     assert not overlap, f"test utterances also in training data: {overlap}"
+
+
+def test_test_split_has_no_near_duplicate_of_training_data(test_split):
+    """No test utterance within NEAR_DUP_EDITS edits of any training example (after t2s and
+    normalising case, blanks and punctuation): a near-copy measures memory, not NLU."""
+    from benchmarks.nlu_eval import NEAR_DUP_EDITS, training_texts
+
+    training = [text for _, text in training_texts()]
+    near = nearest_training([ex.text for ex in test_split], training)
+    found = [(ex.text, n) for ex, n in zip(test_split, near, strict=True) if n is not None]
+    assert not found, f"near-duplicates (<= {NEAR_DUP_EDITS} edits) of training data: {found}"
+
+
+def test_near_duplicate_check_catches_a_near_copy():
+    """The check itself: Traditional, punctuation and one changed character are caught."""
+    near = nearest_training(["請問，冰紅茶還有貨嗎？", "完全不同的一句话"], ["请问冰红茶还有吗"])
+    assert near[0] is not None and near[0][0] <= 2
+    assert near[1] is None
 
 
 def test_test_split_is_not_a_training_input():
