@@ -95,6 +95,7 @@ class _Ctx:
     """An ActionContext stand-in: a linked customer, no database."""
 
     db = None
+    s = None  # the session of the call; the lookups below are test doubles
     settings = None
 
     async def sender(self, tracker):  # noqa: ANN001, ANN201 - test double
