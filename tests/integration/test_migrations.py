@@ -5,6 +5,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from core.db import Database
+import community.points.models  # noqa: F401 - its tables are part of the schema
 from core.models import Base
 
 
