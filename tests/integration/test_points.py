@@ -362,3 +362,21 @@ async def test_statements_and_leaderboards(db: Database) -> None:
         "D001"]
     (st,) = await uow(db, reports.statements, month, [a])
     assert (st.opening, st.earned, st.closing) == (0, 100, 100)
+
+
+async def test_order_import_earns_pending_points_once(db: Database, tmp_path) -> None:
+    from core.services.importer import import_paths
+
+    demo = "data/demo"
+    await import_paths(db, [demo], timezone="Asia/Shanghai")
+    first = await uow(db, reports.export_ledger, io.StringIO())
+    await import_paths(db, [demo], timezone="Asia/Shanghai")  # a re-import earns nothing
+    assert await uow(db, reports.export_ledger, io.StringIO()) == first > 0
+
+    async with db.transaction() as s:
+        kinds = set((await s.execute(
+            select(Customer.kind).join(PointsEntry, PointsEntry.account_id == Customer.id)
+        )).scalars())
+        pending = await s.scalar(select(func.sum(PointsBalance.pending)))
+    assert kinds == {"dealer"} and pending > 0  # retailers are not in the scheme by default
+    await _reconciled(db)
