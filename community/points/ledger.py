@@ -35,7 +35,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, exists, func, literal, select, update
+from sqlalchemy import and_, case, exists, func, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -175,23 +175,26 @@ def _insert(s: AsyncSession, model: Any):  # type: ignore[no-untyped-def]
     return (pg_insert if _dialect(s) == "postgresql" else sqlite_insert)(model)
 
 
-async def _ensure_balance(s: AsyncSession, account_id: int) -> None:
-    await s.execute(_insert(s, PointsBalance)
-                    .values(account_id=account_id, available=0, pending=0, updated_at=utcnow())
-                    .on_conflict_do_nothing(index_elements=["account_id"]))
+def _bump(s: AsyncSession, account_id: int, amount: int, pending: int, now: dt.datetime
+          ):  # type: ignore[no-untyped-def]
+    """Add to the balance row, creating it if missing: one statement, one round trip."""
+    stmt = _insert(s, PointsBalance).values(account_id=account_id, available=amount,
+                                             pending=pending, updated_at=now)
+    return stmt.on_conflict_do_update(
+        index_elements=["account_id"],
+        set_={"available": PointsBalance.available + stmt.excluded.available,
+              "pending": PointsBalance.pending + stmt.excluded.pending,
+              "updated_at": stmt.excluded.updated_at})
 
 
 async def lock_account(s: AsyncSession, account_id: int) -> tuple[int, int]:
     """Lock the account's balance row for this transaction; returns (available, pending).
 
-    An UPDATE rather than SELECT … FOR UPDATE: it is a row lock on PostgreSQL and takes the
+    A write rather than SELECT … FOR UPDATE: it is a row lock on PostgreSQL and takes the
     write lock on SQLite (which has no row locks), so the same code serialises both.
     """
-    await _ensure_balance(s, account_id)
-    row = (await s.execute(
-        update(PointsBalance).where(PointsBalance.account_id == account_id)
-        .values(updated_at=utcnow())
-        .returning(PointsBalance.available, PointsBalance.pending))).one()
+    row = (await s.execute(_bump(s, account_id, 0, 0, utcnow())
+                           .returning(PointsBalance.available, PointsBalance.pending))).one()
     return int(row[0]), int(row[1])
 
 
@@ -201,7 +204,6 @@ async def post(s: AsyncSession, account_id: int, kind: str, source_key: str, *,
                now: dt.datetime | None = None) -> int | None:
     """Append one entry and move the balance with it; None if (account, kind, source) exists."""
     now = now or utcnow()
-    await _ensure_balance(s, account_id)
     entry_id = await s.scalar(
         _insert(s, PointsEntry).values(
             account_id=account_id, kind=kind, source_key=source_key[:200], amount=amount,
@@ -211,10 +213,7 @@ async def post(s: AsyncSession, account_id: int, kind: str, source_key: str, *,
         .returning(PointsEntry.id))
     if entry_id is None:
         return None
-    await s.execute(
-        update(PointsBalance).where(PointsBalance.account_id == account_id)
-        .values(available=PointsBalance.available + amount,
-                pending=PointsBalance.pending + pending, updated_at=now))
+    await s.execute(_bump(s, account_id, amount, pending, now))
     return int(entry_id)
 
 

@@ -29,7 +29,6 @@ from community.points.errors import (
 )
 from community.points.ledger import (
     _audit,
-    _ensure_balance,
     _expiry,
     _insert,
     config,
@@ -198,7 +197,6 @@ async def redeem(s: AsyncSession, account_id: int, reward_code: str, qty: int = 
     if reward is None or not reward.active:
         raise RewardUnavailable(f"no active reward {reward_code}", code=reward_code)
     cost = reward.cost * qty
-    await _ensure_balance(s, account_id)
     # The one-step conditional debit: the check and the write cannot be separated.
     left = await s.scalar(
         update(PointsBalance)
