@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIPOPTS ?= -q
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-rasa run test test-fast lint import link-code train nlu-eval bench-latency clean
+.PHONY: help install install-rasa run test test-fast lint import link-code train nlu-eval bench-latency clean bench-points
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -61,3 +61,6 @@ bench-latency: install install-rasa ## end-to-end latency benchmark → benchmar
 
 clean: ## remove runtime files (database, logs); keeps the environments and models
 	rm -rf var
+
+bench-points: install ## reward points benchmark (PostgreSQL) → benchmarks/results/points.json
+	$(PY) benchmarks/points.py $(ARGS)
