@@ -4,9 +4,9 @@ pydantic-settings. Secrets only ever come from the environment."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
