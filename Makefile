@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIPOPTS ?= -q
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-rasa run test test-fast lint import link-code train nlu-eval bench-latency bench-delivery clean
+.PHONY: help install install-rasa run test test-fast lint import link-code train nlu-eval bench-latency bench-delivery bench-points clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -60,7 +60,10 @@ bench-latency: install install-rasa ## end-to-end latency benchmark → benchmar
 	$(PY) benchmarks/latency.py
 
 bench-delivery: install install-rasa ## delivery worker benchmark → benchmarks/results/delivery.json
-	flock /tmp/rasa-train.lock $(PY) benchmarks/delivery.py
+	$(PY) benchmarks/delivery.py $(ARGS)
 
 clean: ## remove runtime files (database, logs); keeps the environments and models
 	rm -rf var
+
+bench-points: install ## reward points benchmark (PostgreSQL) → benchmarks/results/points.json
+	$(PY) benchmarks/points.py $(ARGS)

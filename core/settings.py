@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -157,6 +159,38 @@ class ImportSection(Section):
     demo_data_dir: str = "data/demo"
 
 
+class PointsCampaign(Section):
+    """A time-boxed earning multiplier; empty skus/categories/regions/tiers mean 'all'."""
+
+    code: str
+    starts_on: date
+    ends_on: date
+    multiplier: Decimal = Decimal("2")
+    skus: list[str] = []
+    categories: list[str] = []
+    regions: list[str] = []
+    tiers: list[str] = []
+
+
+class PointsSection(Section):
+    """Reward points: earning rules, expiry, reminders (see community/points)."""
+
+    enabled_kinds: list[Literal["dealer", "retailer"]] = ["dealer"]
+    points_per_yuan: Decimal = Decimal("1")
+    return_window_days: int = Field(default=14, ge=0)
+    expire_after_days: int = Field(default=365, ge=1)
+    remind_days_before: int = Field(default=30, ge=0)
+    rules: dict[str, int] = {"course_completed": 50, "quiz_passed": 20,
+                             "participation_day": 5, "referral": 200}
+    participation_daily_cap: int = Field(default=10, ge=0)
+    tier_multipliers: dict[str, Decimal] = {"key": Decimal("1.5"), "potential": Decimal("1.2"),
+                                            "advantage": Decimal("1.1"),
+                                            "general": Decimal("1")}
+    campaigns: list[PointsCampaign] = []
+    adjust_roles: list[str] = ["admin"]
+    approve_roles: list[str] = ["admin", "customer_service"]
+
+
 class Secrets(Section):
     """Values that only ever come from the environment."""
 
@@ -187,6 +221,7 @@ class Settings(BaseSettings):
     delivery: DeliverySection = DeliverySection()
     import_: ImportSection = Field(default=ImportSection(), alias="import")
     secrets: Secrets = Secrets()
+    points: PointsSection = PointsSection()
 
     @property
     def sandbox_mode(self) -> bool:

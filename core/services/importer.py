@@ -1179,6 +1179,10 @@ async def import_paths(
                 report.notices = await notifications.queue_restock_notices(session)
             elif source.kind == "orders":
                 report.counts["orders"] = await writer.orders()
+                # Reward points follow delivered/cancelled orders, in the same transaction.
+                from community.points.ledger import apply_order_changes
+                await apply_order_changes(session, (await _id_map(
+                    session, Order, Order.order_no, check.orders)).values(), actor=actor)
             elif source.kind == "promotions":
                 report.counts["promotions"] = await writer.upsert(
                     source, _promotion, Promotion, "code", _columns)
