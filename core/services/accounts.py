@@ -209,7 +209,9 @@ async def redeem_link_code(
        NULL AND expires_at > now` — exactly one redemption can win. Success gives both reserved
        attempts back (the user's count is reset).
     4. A guess that matches a used or expired code counts on the code (`failed_attempts`) and
-       leaves an audit row: someone is trying a leaked code.
+       leaves an audit row; at `max_failed_per_code` such attempts a `link_code.leak_suspected`
+       row flags it. (A wrong guess names no code, so guesses cannot be counted per live code;
+       the per-user and global budgets bound them instead.)
 
     Failures are values (LinkOutcome.error), so the caller's unit of work commits the counts.
     """
@@ -299,6 +301,11 @@ async def redeem_link_code(
         s.add(AuditLog(actor=f"tg:{uid}", action="link_code.stale_attempt",
                        subject=f"link_code:{stale.id}",
                        details={"failed_attempts": stale.failed_attempts}))
+        if stale.failed_attempts == linking.max_failed_per_code:
+            # Many chats holding one spent code: it was probably shared or leaked.
+            s.add(AuditLog(actor=f"tg:{uid}", action="link_code.leak_suspected",
+                           subject=f"link_code:{stale.id}",
+                           details={"failed_attempts": stale.failed_attempts}))
     if reserved >= linking.max_failed_attempts:
         s.add(AuditLog(actor=f"tg:{uid}", action="account.link_locked"))
         return LinkOutcome(error=LinkThrottled("too many wrong codes",

@@ -120,3 +120,15 @@ async def test_success_gives_the_attempt_back(db: Database) -> None:
     assert (await attempt(db, 1, a.code, linking)).identity is not None
     assert (await attempt(db, 2, b.code, linking)).identity is not None
     assert isinstance((await attempt(db, 3, "QQQQ2222", linking)).error, LinkCodeInvalid)
+
+
+async def test_a_spent_code_tried_by_many_is_flagged(db: Database) -> None:
+    linking = LINKING.model_copy(update={"max_failed_per_code": 3})
+    await add_retailer(db)
+    issued = await uow(db, accounts.issue_link_code, linking, customer_code="R100")
+    assert (await attempt(db, 1, issued.code, linking)).identity is not None
+    for user in (2, 3, 4, 5):
+        assert isinstance((await attempt(db, user, issued.code, linking)).error,
+                          LinkCodeInvalid)
+    assert await audit_count(db, "link_code.stale_attempt") == 4
+    assert await audit_count(db, "link_code.leak_suspected") == 1
