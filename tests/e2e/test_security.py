@@ -62,7 +62,7 @@ async def test_posting_to_rasa_as_a_victim_reveals_nothing(system: Harness) -> N
                                                            for label, _ in buttons(sent))
 
 
-def test_no_secret_on_any_command_line(system: Harness) -> None:
+async def test_no_secret_on_any_command_line(system: Harness) -> None:
     secrets = {name: system.env[name] for name in
                ("ACTION_SERVER_TOKEN", "IDENTITY_SIGNING_KEY", "LINK_CODE_PEPPER")}
     for name in ("RASA_AUTH_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "TELEGRAM_BOT_TOKEN"):
@@ -81,7 +81,7 @@ def test_no_secret_on_any_command_line(system: Harness) -> None:
     assert "--enable-api" not in rasa.command and "--auth-token" not in rasa.command
 
 
-def test_secret_files_database_and_logs_are_owner_only(system: Harness) -> None:
+async def test_secret_files_database_and_logs_are_owner_only(system: Harness) -> None:
     def mode(path: Path) -> int:
         return stat.S_IMODE(path.stat().st_mode)
 

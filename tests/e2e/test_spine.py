@@ -69,9 +69,10 @@ async def test_english_question_gets_an_english_reply(system: Harness) -> None:
 async def test_link_with_a_one_time_code(system: Harness) -> None:
     db = Database(system.settings.resolved_database_url())
     try:
-        async with db.transaction() as s:
+        async with db.transaction() as s:  # the gateway's pepper (set by the launcher)
             issued = await accounts.issue_link_code(s, system.settings.linking,
-                                                    customer_code="R003")
+                                                    customer_code="R003",
+                                                    pepper=system.env["LINK_CODE_PEPPER"])
     finally:
         await db.dispose()
     newcomer = {"id": 555001, "first_name": "新店主", "language_code": "zh-hans", "is_bot": False}
