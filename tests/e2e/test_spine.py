@@ -123,19 +123,20 @@ async def test_non_text_messages_get_an_answer(system: Harness) -> None:
 
 
 async def test_html_in_user_text_is_escaped(system: Harness) -> None:
-    # "product not found" echoes the name the user gave; what the bot SENT (raw
+    # The unknown-command reply echoes what the user typed; what the bot SENT (the raw
     # sendMessage parameters, before the emulator decodes entities) must have it escaped.
-    user = system.user("retailer")
+    user = system.user("dealer")
     before = await system.control("GET", "calls?method=sendMessage")
     after = max((c["seq"] for c in before), default=0)
-    sent = await system.say("retailer", "榴莲&芒果<3>味薯片还有货吗")
+    typed = "/frob<b>x</b>&y"
+    sent = await system.say("dealer", f"{typed} now")
     shown = "\n".join(texts(sent))
-    assert "没有找到" in shown and "&" in shown and "<3>" in shown, shown  # user sees it
+    assert typed in shown, shown  # the user sees exactly what they typed, not bold text
     calls = [c for c in await system.control("GET", f"calls?method=sendMessage&after={after}")
              if str(c["params"].get("chat_id")) == str(user["id"])]
     raw = "\n".join(str(c["params"].get("text") or "") for c in calls)
-    assert "&lt;3&gt;" in raw and "&amp;" in raw, raw
-    assert "<3>" not in raw and "&芒果" not in raw, raw
+    assert "/frob&lt;b&gt;x&lt;/b&gt;&amp;y" in raw, raw
+    assert "<b>x</b>" not in raw, raw
 
 
 async def test_order_buttons_lead_to_the_order(system: Harness) -> None:
