@@ -66,7 +66,9 @@ async def test_english_question_gets_an_english_reply(system: Harness) -> None:
 async def test_link_with_a_one_time_code(system: Harness) -> None:
     db = Database(system.settings.resolved_database_url())
     try:
-        issued = await accounts.issue_link_code(db, system.settings.linking, customer_code="R003")
+        async with db.transaction() as s:
+            issued = await accounts.issue_link_code(s, system.settings.linking,
+                                                    customer_code="R003")
     finally:
         await db.dispose()
     newcomer = {"id": 555001, "first_name": "新店主", "language_code": "zh-hans", "is_bot": False}
