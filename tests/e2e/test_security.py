@@ -69,14 +69,14 @@ async def test_no_secret_on_any_command_line(system: Harness) -> None:
         if system.env.get(name):
             secrets[name] = system.env[name]
     ours = [p.process.pid for p in system.stack.procs if p.process]
-    assert len(ours) == 4
+    assert {p.name for p in system.stack.procs} >= {"actions", "rasa", "gateway", "worker"}
     seen = 0
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmdline = " ".join(proc.info.get("cmdline") or [])
         seen += 1
         for name, value in secrets.items():
             assert value not in cmdline, f"{name} visible in `ps` for pid {proc.info['pid']}"
-    assert seen > 4
+    assert seen > len(ours)
     rasa = next(p for p in system.stack.procs if p.name == "rasa")
     assert "--enable-api" not in rasa.command and "--auth-token" not in rasa.command
 
