@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+from sqlalchemy import update
+
+from bot.delivery import store
 from bot.delivery.pacing import SendWindow
 from bot.delivery.worker import Worker
 from core.db import Database
-from core.models import OutboxMessage
+from core.models import DeliveryPace, OutboxMessage
 from core.services import outbox
 from tests.conftest import uow
 from tests.delivery.conftest import (
@@ -46,6 +49,31 @@ def test_send_window_holds_at_most_limit_in_any_window() -> None:
     # for an empty window rather than forever.
     assert abs(window.delay(2) - 0.2) < 1e-9
     assert abs(window.delay(10) - 1.0) < 1e-9
+
+
+async def test_slot_is_taken_when_the_pace_row_is_ours_not_before_waiting_for_it(
+        db: Database) -> None:
+    """A sender that waited for another's write must not get a slot in the past (it would
+    send at once, next to the ones whose slots really are now)."""
+    await uow(db, outbox.enqueue, 8200, text="x")
+    [row] = await store.claim(db, "w", 10, 60)
+    held = asyncio.Event()
+    hold_end = 0.0
+
+    async def other_worker() -> None:  # holds the pace row (on SQLite: the write lock)
+        nonlocal hold_end
+        async with db.transaction() as s:
+            await s.execute(update(DeliveryPace).where(DeliveryPace.key == store.GLOBAL_KEY)
+                            .values(next_at=0.0))
+            held.set()
+            await asyncio.sleep(0.4)
+            hold_end = time.time()
+
+    holder = asyncio.create_task(other_worker())
+    await held.wait()
+    slot = await store.begin_call(db, row.id, "w", 1, 28.0)
+    await holder
+    assert slot is not None and slot >= hold_end, (slot, hold_end)
 
 
 class StallingWorker(Worker):
@@ -113,8 +141,7 @@ async def test_bot_wide_429_slows_the_worker_down_instead_of_stopping_it(
     t0 = time.time()
     async with running_worker(fast_settings(), db, tgbot) as worker:
         await wait_until(lambda: _none_open(db), timeout=30, what="all sent")
-        assert worker.stats.throttled == 1
-        assert worker.current_rate() < worker.rate  # slowed down for a while
+        assert worker.stats.throttled == 1 and worker.slow_until > 0  # slowed down a while
     sent = {e["chat_id"]: e["time"] for e in await ctl.get("sent?timeout=0")}
     assert sent[8100] - t0 >= 2.9, "retry_after is honoured for the chat it was about"
     others = max(sent[uid] for uid in users) - t0
