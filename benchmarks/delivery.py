@@ -328,6 +328,7 @@ async def run_two_workers(chats: list[int]) -> dict:
                 await asyncio.gather(*(stop(w) for w in workers))
             seconds = time.monotonic() - t0
             got = await accepted(emu.url)
+            throttled = await refused(emu.url)
             async with db.transaction() as s:
                 per_worker = (await s.execute(text(
                     "SELECT count(*) FROM outbox WHERE status = 'sent'"))).scalar()
@@ -338,7 +339,8 @@ async def run_two_workers(chats: list[int]) -> dict:
         await admin.dispose()
     dups, losses = dup_loss(got, chats)
     return {"two_workers_duplicates": dups, "two_workers_losses": losses,
-            "two_workers_per_s": round(len(chats) / seconds, 2), "two_workers_sent": per_worker}
+            "two_workers_per_s": round(len(chats) / seconds, 2), "two_workers_sent": per_worker,
+            "two_workers_429s": throttled}
 
 
 def write_results(result: dict) -> None:
@@ -365,7 +367,7 @@ gateway's direct replies.
 | interactive_p95_ms | {r['interactive_p95_ms']} | ≤ 1000 |
 | interactive p50 ms / replies measured / unanswered | {r['interactive']['p50']} / {r['interactive']['n']} / {r.get('interactive_unanswered', 0)} | |
 | restart: in flight at kill -9 / duplicates / losses | {r['restart_in_flight']} / {r['restart_duplicates']} / {r['restart_losses']} | dup ≤ in flight, 0 lost |
-| two workers on PostgreSQL: duplicates / losses | {r['two_workers_duplicates']} / {r['two_workers_losses']} | 0 / 0 |
+| two workers on PostgreSQL: duplicates / losses / 429s | {r['two_workers_duplicates']} / {r['two_workers_losses']} / {r.get('two_workers_429s', 'n/a')} | 0 / 0 / rare |
 
 Interactive: {r.get('interactive_source', '')}.
 
