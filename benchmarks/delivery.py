@@ -353,7 +353,8 @@ def write_results(result: dict) -> None:
 {r['groups']} groups + {r['privates']} private chats, one message each, through the emulator with
 Telegram's flood limits on (30/s per bot, 20/min per group, ~1/s per private chat){' — quick run' if r['quick'] else ''}.
 The worker paces itself at {r['worker_rate_per_s']:g}/s, leaving {r['headroom_per_s']:g}/s of the bot's 30/s to the
-gateway's direct replies.
+gateway's direct replies: shared send slots, plus a per-worker window on the moments requests
+really leave (at most {int(r['worker_rate_per_s'])} in any 1.01 s), so senders woken late do not bunch.
 
 | metric | value | floor / target |
 |---|---|---|
