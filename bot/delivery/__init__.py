@@ -13,10 +13,19 @@ the local buffer is a priority queue, so a person waiting overtakes a broadcast 
 The buffer holds about one second of sending, so little is ever claimed but untried.
 
 Pacing. Telegram allows ~30 messages/s per bot, 20/min per group and ~1/s per private chat.
-* Global: every worker reserves its send slot from one shared row (``delivery_pace``) with an
-  atomic ``UPDATE … SET next_at = max(next_at, now) + 1/rate RETURNING next_at``, in the same
-  transaction that marks the row as in the HTTP call. Workers together therefore never exceed
-  the rate, however many run (tested with two on PostgreSQL).
+* Global: every worker reserves its send slot from one shared row (``delivery_pace``): in the
+  transaction that marks the row as in the HTTP call it locks the pace row, reads the clock
+  (after the lock: a slot handed out for a clock read before a wait on the lock would already
+  be in the past) and sets ``next_at = max(next_at, now) + 1/rate``. Workers together
+  therefore never reserve beyond the rate, however many run (tested with two on PostgreSQL).
+* Send time: Telegram counts requests as they arrive, not as slots were reserved. A sender
+  woken late (busy event loop, slow commit, a CPU shared with Rasa) would otherwise leave
+  together with the next, on-time ones and push a one-second window past 30: that, with
+  8 senders, was the cause of the campaign's 429s. So each worker also keeps a sliding window of
+  the moments its requests really left (``pacing.SendWindow``): at most ``floor(rate)`` (28)
+  in any 1.01 s (one second plus a margin for clock granularity and transit), checked and
+  charged right before the HTTP call with no await in between (per worker; across workers
+  the shared slots bound the rate).
 * Headroom: the gateway answers people directly (not through the outbox) with the same bot, so
   the worker's rate is ``global_per_second - GATEWAY_HEADROOM_PER_SECOND`` (30 - 2 = 28/s;
   ``--headroom`` changes it). Interactive replies always find a free slot.
@@ -24,9 +33,13 @@ Pacing. Telegram allows ~30 messages/s per bot, 20/min per group and ~1/s per pr
   ``private_per_second`` spacing for private chats). A row whose chat is not ready goes back to
   the queue with ``not_before`` set, so it does not hold a sender. Two workers may both send to
   one chat; a 429 then slows them down (accepted: one message per chat is the common case).
-* 429: ``retry_after`` is honoured, not counted as an attempt: the chat is paused for that
-  long, and when the chat was within its own limit the 429 was the bot-wide one, so the shared
-  pace row is pushed ``retry_after`` ahead and every worker pauses.
+* 429: ``retry_after`` is honoured for the chat it was about and is not counted as an
+  attempt: the chat is paused and the message re-queued for that long. When the chat was
+  within its own limit the 429 was the bot-wide window: the shared pace row is pushed 0.25 s
+  ahead (every worker skips a few slots while the window drains) and the worker that got it
+  sends at 90 % of its rate for 3 s, instead of every worker stopping for the rounded-up
+  second a full window is reported as. A retry_after over 5 s is a real flood wait: every
+  worker stops for all of it.
 
 Failures. 5xx, timeouts and network errors are retried with exponential backoff
 (``backoff_seconds * 2**(attempt-1)``) up to ``max_attempts``, then ``failed`` with the last

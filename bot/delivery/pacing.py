@@ -66,3 +66,39 @@ class ChatPacer:
         """Telegram said: nothing to this chat for `seconds`."""
         until = self.clock() + seconds
         self._paused_until[chat_id] = max(self._paused_until.get(chat_id, 0.0), until)
+
+
+class SendWindow:
+    """The bot-wide sliding window, counted on the moments this worker's requests leave.
+
+    The shared slot (store.begin_call) spaces the *reservations*; a sender woken late (busy
+    event loop, slow commit, a CPU shared with Rasa) would still put its request next to the
+    following, on-time ones, and Telegram counts the requests as they arrive. So just before
+    each request the worker checks this window, which holds the instants requests were really
+    sent: at most ``limit`` in any ``seconds``. A send that would make it ``limit + 1`` waits
+    until the oldest leaves.
+    """
+
+    def __init__(self, limit: int, seconds: float, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
+        self.limit = max(1, limit)
+        self.seconds = seconds
+        self.clock = clock
+        self._sent: deque[float] = deque()
+
+    def delay(self, parts: int = 1) -> float:
+        """Seconds until `parts` more requests fit in the window (0 = now)."""
+        now = self.clock()
+        sent = self._sent
+        while sent and sent[0] <= now - self.seconds:
+            sent.popleft()
+        over = len(sent) + min(parts, self.limit) - self.limit
+        if over <= 0:
+            return 0.0
+        return max(0.0, sent[over - 1] + self.seconds - now)
+
+    def charge(self, parts: int = 1) -> None:
+        """Count `parts` requests leaving now."""
+        now = self.clock()
+        self._sent.extend([now] * parts)
+        while len(self._sent) > self.limit * 4:  # only the last window matters
+            self._sent.popleft()

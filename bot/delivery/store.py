@@ -73,7 +73,6 @@ async def begin_call(db: Database, message_id: int, worker_id: str, parts: int,
     Returns the Unix time the slot starts, or None when the row is no longer ours (cancelled,
     or reclaimed after the lease ran out) and must not be sent.
     """
-    now = time.time()
     interval = parts / rate_per_second
     async with db.transaction() as s:
         mine = await s.scalar(
@@ -85,16 +84,19 @@ async def begin_call(db: Database, message_id: int, worker_id: str, parts: int,
             .execution_options(synchronize_session=False))
         if mine is None:
             return None
-        end = await s.scalar(
-            update(DeliveryPace)
-            .where(DeliveryPace.key == GLOBAL_KEY)
-            .values(next_at=case((DeliveryPace.next_at > now, DeliveryPace.next_at),
-                                 else_=now) + interval)
-            .returning(DeliveryPace.next_at))
-        if end is None:  # the row the migration inserts is gone: start it again
+        # The pace row is locked (SQLite: the write lock is held since the UPDATE above)
+        # before "now" is read: read earlier, a wait on the lock would hand out a slot already
+        # in the past, and senders leaving that wait together would send at once.
+        current = await s.scalar(select(DeliveryPace.next_at)
+                                 .where(DeliveryPace.key == GLOBAL_KEY).with_for_update())
+        now = time.time()
+        if current is None:  # the row the migration inserts is gone: start it again
             s.add(DeliveryPace(key=GLOBAL_KEY, next_at=now + interval))
-            end = now + interval
-    return float(end) - interval
+            return now
+        start = max(float(current), now)
+        await s.execute(update(DeliveryPace).where(DeliveryPace.key == GLOBAL_KEY)
+                        .values(next_at=start + interval))
+    return start
 
 
 async def pause_all(db: Database, seconds: float) -> None:

@@ -15,7 +15,7 @@ from telegram.request import HTTPXRequest
 
 from bot.delivery import reports, store
 from bot.delivery.hooks import load_hook_modules
-from bot.delivery.pacing import ChatPacer
+from bot.delivery.pacing import ChatPacer, SendWindow
 from bot.delivery.sender import part_count, send
 from core.db import Database
 from core.models import OutboxMessage, utcnow
@@ -32,6 +32,18 @@ PROGRESS_SECONDS = 60.0
 # A row whose chat must wait longer than this goes back to the queue instead of holding a sender.
 DEFER_SECONDS = 0.5
 DB_RETRY_MAX_SECONDS = 5.0
+# The send-time window (pacing.SendWindow): Telegram's one second plus this margin, for the
+# clocks' granularity and the request reaching Telegram a little later than it left here.
+SEND_WINDOW_SECONDS = 1.0
+SEND_WINDOW_MARGIN_SECONDS = 0.01
+# A bot-wide 429 (the chat was within its own limit): the message waits its retry_after, the
+# shared pace row is pushed this far ahead (every worker skips a few slots, the window drains)
+# and this worker sends at SLOWDOWN_FACTOR of its rate for SLOWDOWN_SECONDS.
+BOT_WIDE_429_PAUSE_SECONDS = 0.25
+SLOWDOWN_FACTOR = 0.9
+SLOWDOWN_SECONDS = 3.0
+# A retry_after longer than this is a real flood wait, not a full window: every worker waits.
+LONG_FLOOD_WAIT_SECONDS = 5.0
 
 
 def default_worker_id() -> str:
@@ -86,6 +98,10 @@ class Worker:
         self.progress_seconds = progress_seconds
         self.locale = settings.app.default_locale
         self.pacer = ChatPacer(self.cfg.group_per_minute, self.cfg.private_per_second)
+        # The worker's share of the bot's window, counted when requests leave (not reserved).
+        self.window = SendWindow(max(1, int(self.rate + 1e-9)),
+                                 SEND_WINDOW_SECONDS + SEND_WINDOW_MARGIN_SECONDS)
+        self.slow_until = 0.0  # monotonic; after a bot-wide 429
         self.queue: asyncio.PriorityQueue[_Item] = asyncio.PriorityQueue()
         self.queued_ids: set[int] = set()
         self.stop_event = asyncio.Event()
@@ -238,20 +254,22 @@ class Worker:
             await asyncio.sleep(wait)
         chat_ready = self.pacer.delay(chat_id, 1) <= 0
         slot = await self._db_retry(store.begin_call, self.db, row.id, self.worker_id,
-                                    parts, self.rate)
+                                    parts, self.current_rate())
         if slot is None:
             return  # cancelled, or reclaimed by another worker after our lease ran out
-        pause = slot - time.time()
-        if pause > 0:
-            await asyncio.sleep(pause)
+        await self._wait_for_slot(slot, row)
+        # Paced on the moment the request leaves, not the moment the slot was reserved: a
+        # sender woken late must not join the next ones in Telegram's one-second window.
+        # No await between this check and send(): nothing else can take the room.
+        wait = self.window.delay(parts)
+        while wait > 0:
+            await asyncio.sleep(wait)
+            wait = self.window.delay(parts)
+        self.window.charge(parts)
         self.pacer.charge(chat_id, parts)
         outcome = await send(self.bot, row, chat_id, self.locale)
         if outcome.kind == "throttled":
-            self.stats.throttled += 1
-            self.pacer.pause(chat_id, outcome.retry_after)
-            if chat_ready:  # the chat was within its own limit: the 429 is bot-wide
-                await self._db_retry(store.pause_all, self.db, outcome.retry_after)
-            log.info("429 for chat %s: waiting %.1f s", chat_id, outcome.retry_after)
+            await self._throttled(chat_id, outcome.retry_after, bot_wide=chat_ready)
         elif outcome.kind == "migrated" and outcome.new_chat_id is not None:
             self.stats.migrated += 1
             self.migrations[row.chat_id] = outcome.new_chat_id
@@ -267,6 +285,38 @@ class Worker:
         elif outcome.kind == "retry":
             self.stats.retried += 1
             log.info("outbox %s to %s: %s; will retry", row.id, chat_id, outcome.error)
+
+    def current_rate(self) -> float:
+        """Messages/s this worker reserves slots at (lower for a while after a 429)."""
+        if time.monotonic() < self.slow_until:
+            return self.rate * SLOWDOWN_FACTOR
+        return self.rate
+
+    async def _wait_for_slot(self, slot: float, row: OutboxMessage) -> None:
+        """Sleep until the reserved slot (Unix time) starts."""
+        pause = slot - time.time()
+        if pause > 0:
+            await asyncio.sleep(pause)
+
+    async def _throttled(self, chat_id: int, retry_after: float, bot_wide: bool) -> None:
+        """A 429: the chat (and the message, re-queued by record) waits `retry_after`.
+
+        When the chat was within its own limit the 429 was the bot-wide window: every worker
+        skips a few slots and this one slows down for a while, instead of all of them stopping
+        for the rounded-up second(s) a full window is reported as. A long retry_after is a
+        real flood wait and stops every worker for all of it.
+        """
+        self.stats.throttled += 1
+        self.pacer.pause(chat_id, retry_after)
+        if bot_wide:
+            if retry_after > LONG_FLOOD_WAIT_SECONDS:
+                await self._db_retry(store.pause_all, self.db, retry_after)
+            else:
+                await self._db_retry(store.pause_all, self.db,
+                                     min(retry_after, BOT_WIDE_429_PAUSE_SECONDS))
+                self.slow_until = time.monotonic() + max(SLOWDOWN_SECONDS, retry_after)
+        log.info("429 for chat %s: it waits %.1f s%s", chat_id, retry_after,
+                 " (bot-wide: slowing down)" if bot_wide else "")
 
     async def _record(self, row: OutboxMessage, outcome: store.Outcome) -> str:
         # The message may have arrived: this write is retried until the database takes it,
