@@ -26,8 +26,8 @@ from core.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 CAPTION_LIMIT = 1024
-# Button payloads are decoded by the gateway from the database (core.services.callbacks);
-# the worker does not store long ones yet, so outbox buttons must fit in 64 bytes.
+# Button payloads over 64 bytes were stored by outbox.enqueue under keys derived from the
+# payload (core.services.callbacks); the keyboard built here uses the same keys.
 
 
 def message_text(row: OutboxMessage, default_locale: str) -> str | None:
@@ -53,9 +53,6 @@ def markup(row: OutboxMessage, default_locale: str) -> InlineKeyboardMarkup | No
         if b.get("url"):  # same label rules, but a link instead of a callback
             button = InlineKeyboardButton(button.text, url=str(b["url"]))
         rows.append([button])
-    if store.pending:
-        log.warning("outbox %s: button payloads over 64 bytes are not stored: %s", row.id,
-                    list(store.pending.values()))
     return InlineKeyboardMarkup(rows)
 
 

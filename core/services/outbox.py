@@ -25,6 +25,7 @@ from core.models import (
     OutboxMessage,
     utcnow,
 )
+from core.services import callbacks
 
 # After-send effects, by message kind, run by the worker in the same transaction that records
 # the outcome (e.g. a ticket's staff post remembers its Telegram message id, so staff replies
@@ -111,6 +112,11 @@ async def enqueue(
     """
     if template is None and text is None and copy_from is None and media_ref is None:
         raise ValueError("a message needs a template, text, media or a message to copy")
+    # Long button payloads are stored now, in this transaction, under the key the worker's
+    # keyboard will use (derived from the payload), so the button works on any gateway.
+    await callbacks.save(s, {callbacks.key_for(p): p for p in (
+        str(b["payload"]) for b in buttons or [] if b.get("payload") is not None)
+        if callbacks.needs_key(p)})
     values = dict(
         chat_id=chat_id, kind=kind, priority=priority, template=template,
         variables=variables or {}, locale=locale, text=text, buttons=buttons or [],
