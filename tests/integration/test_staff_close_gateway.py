@@ -32,6 +32,8 @@ async def test_close_button_from_a_private_chat_is_refused(tmp_path: Path) -> No
         try:
             async with db.transaction() as s:
                 ticket = await tickets.open_ticket(s, 555001, None, "handoff", "help me")
+                # Staff have the post (what the delivery worker's hook records): it is open.
+                await tickets.staff_post_sent(s, ticket.id, -1009999, 1)
             attacker = {"id": 555002, "first_name": "Mallory", "language_code": "en",
                         "is_bot": False}
             own = (await ask_help(emu.url, attacker["id"]))[0]["message"]
