@@ -103,7 +103,8 @@ class AnnouncementDraft(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     chat_id: Mapped[int] = mapped_column(BigInteger)
     staff_user_id: Mapped[int] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(String(16), default="content")  # content|preview|sent|cancelled
+    # content → preview → sent, or cancelled
+    status: Mapped[str] = mapped_column(String(16), default="content")
     segment: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     text: Mapped[str | None] = mapped_column(Text, default=None)
     media_kind: Mapped[str | None] = mapped_column(String(16), default=None)
