@@ -243,7 +243,7 @@ async def cmd_register(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         link = await ensure_invite_link(context.bot, g.db, chat.id)
     await _say(context, chat.id, view.locale, "community_registered", title=view.title,
                tiers=", ".join(view.tiers), regions=", ".join(view.regions),
-               locale=view.locale, link=link or "", missing=", ".join(missing))
+               lang=view.locale, link=link or "", missing=", ".join(missing))
 
 
 async def cmd_settings(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -285,7 +285,7 @@ async def _apply_setting(s: Any, group: Any, command: str, arg: str,
     if command == "group_settings":
         return "community_settings_show", {
             "title": group.title, "tiers": ", ".join(group.tiers or []),
-            "regions": ", ".join(group.regions or []), "locale": group.locale,
+            "regions": ", ".join(group.regions or []), "lang": group.locale,
             "flood": f"{group.flood_messages}/{group.flood_seconds}s",
             "mute": group.mute_seconds, "steps": ", ".join(group.warn_steps or []),
             "log": group.log_chat_id or "", "blocklist": ", ".join(group.blocklist or [])}
