@@ -277,7 +277,7 @@ async def test_participation_counts_and_csv(db: Database, tmp_path: Path) -> Non
         assert await s.scalar(select(func.count()).select_from(ParticipationDay)) == 1
         from community.points.models import PointsEntry
         entries = (await s.scalars(select(PointsEntry.source_key))).all()
-        assert entries == ["participation_day:2026-11-24:group:%d" % gid]
+        assert entries == [f"participation_day:2026-11-24:group:{gid}"]
     rows = await uow(db, participation.activity, day, day)
     assert rows[0].messages == 3 and rows[0].dealer_code == "D1"
     csv_text = participation.to_csv([participation.ActivityRow("=cmd()", 1, "+x", "@y", 1, 1)])
