@@ -268,9 +268,17 @@ async def sync(s: AsyncSession, *, actor: str, customer_ids: list[int] | None = 
     return report
 
 
-async def after_dealer_import(s: AsyncSession, *, actor: str) -> SyncReport:
-    """The importer's hook (same transaction): memberships follow the imported dealers."""
+async def after_dealer_import(s: AsyncSession, *, actor: str,
+                              changed_since: dt.datetime | None = None) -> SyncReport:
+    """The importer's hook (same transaction): memberships follow the imported dealers —
+    removals for everyone who no longer fits; private invitations for the dealers the import
+    created or changed (updated_at >= changed_since) to groups they now fit."""
     report = await sync(s, actor=actor)
+    if changed_since is not None:
+        changed = list((await s.scalars(select(Customer.id).where(
+            Customer.kind == "dealer", Customer.updated_at >= changed_since))).all())
+        if changed:
+            report.invited = (await sync(s, actor=actor, customer_ids=changed)).invited
     if report.removed:
         s.add(AuditLog(actor=actor[:100], action="community.sync",
                        subject="import", details={"removed": report.removed}))

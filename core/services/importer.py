@@ -1202,7 +1202,7 @@ async def import_paths(
                     source, _dealer, Customer, "code", _columns)
                 # Group memberships follow the dealer records, in the same transaction.
                 from community.membership import after_dealer_import
-                await after_dealer_import(session, actor=actor)
+                await after_dealer_import(session, actor=actor, changed_since=writer.now)
             elif source.kind == "stock":
                 report.counts["stock"], report.restocked = await writer.stock(source)
                 report.notices = await notifications.queue_restock_notices(session)

@@ -112,6 +112,11 @@ async def test_import_downgrade_queues_kick_and_invites(db: Database, tmp_path: 
         assert any(m.chat_id == -999 and m.variables["action"] == "removed" for m in logs)
         assert not (await s.scalars(select(OutboxMessage).where(
             OutboxMessage.chat_id == EAST, OutboxMessage.kind != "kick"))).all()
+    # the move south offers the South group in private (the import changed the record)
+    async with db.transaction() as s:
+        offer = await s.scalar(select(OutboxMessage).where(
+            OutboxMessage.chat_id == KEY_EAST, OutboxMessage.kind == "community_invite"))
+        assert [g["title"] for g in offer.variables["groups"]] == ["South"]
     # importing again changes nothing (already removed)
     await import_paths(db, [tmp_path / "dealers.csv"])
     async with db.transaction() as s:
@@ -122,7 +127,8 @@ async def test_import_downgrade_queues_kick_and_invites(db: Database, tmp_path: 
         report = await membership.set_dealer(s, "D1", actor="test", tier="key", region="华东")
     assert report.invited == 1
     async with db.transaction() as s:
-        invite = await s.scalar(select(OutboxMessage).where(OutboxMessage.chat_id == KEY_EAST))
+        invite = (await s.scalars(select(OutboxMessage).where(
+            OutboxMessage.chat_id == KEY_EAST).order_by(OutboxMessage.id.desc()))).first()
         assert [g["title"] for g in invite.variables["groups"]] == ["East key"]
 
 
