@@ -162,7 +162,9 @@ async def member_left(s: AsyncSession, chat_id: int, telegram_user_id: int,
     new = "banned" if status == "kicked" else "left"
     if member is None:
         await _upsert_member(s, group.id, telegram_user_id, None, new)
-    elif member.status not in ("removed", "banned") or new == "banned":
+    elif member.status == "removed":
+        return  # our own kick (ban + unban): not a ban, they may come back when they fit
+    elif member.status != "banned":
         member.status = new
         member.removed_at = utcnow()
 

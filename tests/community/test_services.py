@@ -117,6 +117,11 @@ async def test_import_downgrade_queues_kick_and_invites(db: Database, tmp_path: 
         offer = await s.scalar(select(OutboxMessage).where(
             OutboxMessage.chat_id == KEY_EAST, OutboxMessage.kind == "community_invite"))
         assert [g["title"] for g in offer.variables["groups"]] == ["South"]
+    # the kick's own chat_member update (ban, then unban) is not a ban
+    await uow(db, membership.member_left, EAST, KEY_EAST, "kicked")
+    async with db.transaction() as s:
+        assert await s.scalar(select(GroupMember.status).where(
+            GroupMember.telegram_user_id == KEY_EAST, GroupMember.status == "banned")) is None
     # importing again changes nothing (already removed)
     await import_paths(db, [tmp_path / "dealers.csv"])
     async with db.transaction() as s:
