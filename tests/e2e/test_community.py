@@ -33,9 +33,12 @@ async def test_dealer_asks_joins_and_sees_an_announcement(system: Harness) -> No
     answer = "\n".join(texts(await system.say("dealer", "my groups")))
     assert "华东重点经销商群" in answer and "Dealer Desk community" in answer
     assert "华南经销商群" not in answer  # D001 is in 华东: exactly the groups it may join
-    east = (await system.control("GET", f"chats/{EAST}"))
-    east_links = {li["invite_link"] for li in east["invite_links"]}
-    link = next(m for m in LINK.findall(answer) if m in east_links)
+    line = next(row for row in answer.splitlines() if "华东重点经销商群" in row)
+    found = LINK.search(line)
+    assert found, answer  # the invite link of the group, as the emulator created it
+    link = found.group(0)
+    east = await system.control("GET", f"chats/{EAST}")
+    assert link in {li["invite_link"] for li in east["invite_links"]}, (link, east)
 
     after = await system.last_seq()
     await system.control("POST", "updates/join_request", {
