@@ -293,3 +293,14 @@ async def test_participation_counts_and_csv(db: Database, tmp_path: Path) -> Non
     assert rows[0].messages == 3 and rows[0].dealer_code == "D1"
     csv_text = participation.to_csv([participation.ActivityRow("=cmd()", 1, "+x", "@y", 1, 1)])
     assert "'=cmd()" in csv_text and "'+x" in csv_text and "'@y" in csv_text
+
+
+def test_group_lists_put_each_link_on_its_own_line() -> None:
+    from bot.gateway.render import render
+    groups_ = [{"title": "A", "link": "https://t.me/+a", "member": False},
+               {"title": "B", "link": "https://t.me/+b", "member": False}]
+    for locale in ("en", "zh-Hans", "zh-Hant"):
+        text = render("community_my_groups", locale, reason=None, groups=groups_)
+        assert any(line.endswith("https://t.me/+a") for line in text.splitlines()), text
+        text = render("community_new_groups", locale, groups=groups_)
+        assert any(line.endswith("https://t.me/+a") for line in text.splitlines()), text
