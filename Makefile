@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIPOPTS ?= -q
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-rasa run test test-fast lint import link-code train nlu-eval bench-latency bench-delivery bench-points clean
+.PHONY: help install install-rasa run test test-fast lint import link-code train nlu-eval bench-latency bench-delivery bench-points bench-community clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -67,3 +67,6 @@ clean: ## remove runtime files (database, logs); keeps the environments and mode
 
 bench-points: install ## reward points benchmark (PostgreSQL) → benchmarks/results/points.json
 	$(PY) benchmarks/points.py $(ARGS)
+
+bench-community: install ## dealer community benchmark → benchmarks/results/community.json
+	$(PY) benchmarks/community.py $(ARGS)

@@ -53,6 +53,8 @@ async def register_sandbox_chats(settings: Settings) -> None:
         async with http.post(f"{settings.sandbox.url}/_emulator/chats", json=body) as resp:
             if resp.status >= 400:
                 raise RuntimeError(f"emulator refused the staff chat: {await resp.text()}")
+    from community.sandbox import register_demo_groups
+    await register_demo_groups(settings)  # demo dealer groups (emulator + database)
 
 
 def read_procfile(path: Path = PROJECT_ROOT / "Procfile") -> dict[str, str]:

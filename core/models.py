@@ -454,3 +454,8 @@ class DeliveryPace(Base):
 
 # The reclaim of expired leases (crash recovery) scans 'sending' rows by lease end.
 Index("ix_outbox_lease", OutboxMessage.status, OutboxMessage.lease_until)
+
+# --- Dealer community (migration 0010). A dealer no longer trading is deactivated, not deleted:
+# its group memberships follow (community/membership.py). dealers.csv may carry `active`.
+Customer.active = mapped_column(Boolean, default=True, server_default=sql_text("true"),
+                                nullable=False)

@@ -191,6 +191,15 @@ class PointsSection(Section):
     approve_roles: list[str] = ["admin", "customer_service"]
 
 
+class CommunitySection(Section):
+    """Dealer community groups (community/)."""
+
+    store_content: bool = False          # keep group message texts (else only counts)
+    register_roles: list[str] = ["admin"]  # staff roles that register groups and change them
+    announce_roles: list[str] = ["admin", "customer_service"]
+    activity_roles: list[str] = ["admin", "customer_service", "trainer"]
+
+
 class Secrets(Section):
     """Values that only ever come from the environment."""
 
@@ -222,6 +231,7 @@ class Settings(BaseSettings):
     import_: ImportSection = Field(default=ImportSection(), alias="import")
     secrets: Secrets = Secrets()
     points: PointsSection = PointsSection()
+    community: CommunitySection = CommunitySection()
 
     @property
     def sandbox_mode(self) -> bool:

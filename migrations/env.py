@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import community.models  # noqa: F401 - registers the community tables on Base
 import community.points.models  # noqa: F401 - registers the points tables on Base
 from core.models import Base
 from core.settings import load_settings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.actions.catalogue import ActionPromotionQuery, ActionStockQuery
+from bot.actions.community import ActionMyGroups
 from bot.actions.fallback import ActionDefaultAskAffirmation
 from bot.actions.handoff import ActionHumanHandoff
 from bot.actions.orders import ActionOrderStatus
@@ -17,4 +18,5 @@ def all_actions() -> list[Action]:
         ActionPromotionQuery(),
         ActionDefaultAskAffirmation(),
         ActionHumanHandoff(),
+        ActionMyGroups(),
     ]

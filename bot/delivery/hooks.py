@@ -11,6 +11,8 @@ import importlib
 HOOK_MODULES: tuple[str, ...] = (
     "core.services.notifications",
     "core.services.tickets",
+    "community.groups",          # a migrated group keeps its settings and members
+    "community.announcements",   # a deleted group is deactivated
 )
 
 

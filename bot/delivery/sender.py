@@ -91,7 +91,7 @@ def classify(exc: Exception) -> Outcome:
 
 def part_count(row: OutboxMessage, default_locale: str) -> int:
     """How many Telegram messages the row becomes (for pacing)."""
-    if row.copy_message_id is not None:
+    if row.copy_message_id is not None or row.kind in MEMBER_ACTIONS:
         return 1
     try:
         text = message_text(row, default_locale)
@@ -111,8 +111,30 @@ def _media(ref: str) -> Any:
     return ref  # a file_id or a URL Telegram fetches itself
 
 
+# --- Member actions (community/): rows that are a Bot API call, not a message. ------------
+# kind="kick": variables.user_id is removed from the group (ban, then unban so they can be
+# invited again later). The worker paces, retries and records them like messages.
+MEMBER_ACTIONS = ("kick",)
+
+
+async def member_action(bot: Bot, row: OutboxMessage, chat_id: int) -> Outcome:
+    """Carry out a member-action row; never raises."""
+    try:
+        user_id = int((row.variables or {})["user_id"])
+        await bot.ban_chat_member(chat_id, user_id)
+        await bot.unban_chat_member(chat_id, user_id, only_if_banned=True)
+    except Exception as exc:
+        outcome = classify(exc)
+        if outcome.kind == "failed" and outcome.error and "user_id" in outcome.error:
+            outcome.error = f"bad_request: no user_id ({outcome.error})"[:300]
+        return outcome
+    return Outcome("sent", parts_sent=1)
+
+
 async def send(bot: Bot, row: OutboxMessage, chat_id: int, default_locale: str) -> Outcome:
     """Send the row (resuming after parts already delivered); returns the outcome."""
+    if row.kind in MEMBER_ACTIONS:
+        return await member_action(bot, row, chat_id)
     first_id: int | None = row.telegram_message_id
     done = row.parts_sent or 0
     sent_now = 0

@@ -12,6 +12,7 @@ from telegram.ext import AIORateLimiter, Application
 from bot.gateway import assistant, groups, handoff, housekeeping, language, restock, turns
 from bot.gateway.context import GATEWAY, Gateway
 from bot.gateway.rasa_client import RasaClient
+from community import telegram as community_telegram
 from core.db import Database
 from core.settings import Settings
 
@@ -32,6 +33,7 @@ def register_features(app: Application) -> None:
     language.register(app)            # /language and its buttons
     restock.register(app)             # "tell me when it's back"
     # 4. Group chats: community/ and training/ register here, before groups' catch-all.
+    community_telegram.register(app)  # dealer groups: joins, moderation, /groups, /announce
     groups.register(app)
     # 5. Private catch-alls: other buttons and free text to the assistant, unknown commands.
     assistant.register(app)

@@ -49,7 +49,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "products": ("sku", "name_zh", "name_en", "aliases", "category", "unit", "price"),
     "stock": ("sku", "warehouse", "quantity"),
     "retailers": ("code", "name", "phone", "region", "channel"),
-    "dealers": ("code", "name", "phone", "region", "tier"),
+    "dealers": ("code", "name", "phone", "region", "tier", "active"),
     "orders": (
         "order_id", "customer_code", "status", "created_at", "promised_date", "carrier",
         "tracking_no", "sku", "quantity", "unit_price",
@@ -59,6 +59,13 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "min_quantity", "benefit_zh", "benefit_en",
     ),
 }
+# Columns a file may leave out (files written before they existed stay valid); a missing one
+# reads as empty, which leaves the stored value alone.
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"dealers": ("active",)}
+MISSING = "\x00"  # the value of an optional column the file does not have (NUL never is one)
+ACTIVE_SYNONYMS = {"yes": True, "y": True, "true": True, "1": True, "是": True, "启用": True,
+                   "啟用": True, "active": True, "no": False, "n": False, "false": False,
+                   "0": False, "否": False, "停用": False, "inactive": False}
 ACCEPTED_NAMES = ", ".join(f"{kind}.csv" for kind in KINDS)
 LIST_SEPARATOR = "|"
 CHUNK = 500  # rows per query; well under SQLite's bound-parameter limit
@@ -228,6 +235,7 @@ class CustomerRec(NamedTuple):
     region: str
     channel: str
     tier: str | None
+    active: bool | None = None  # dealers.csv's optional `active`; None = leave as stored
 
 
 class OrderLineRec(NamedTuple):
@@ -430,8 +438,20 @@ def _dealer(r: _Row) -> CustomerRec:
     return CustomerRec(
         code=r.key("code"), kind="dealer", name=r.text("name", required=True),
         phone=r.text("phone"), region=r.text("region"), channel="",
-        tier=r.choice("tier", DEALER_TIERS, TIER_SYNONYMS),
+        tier=r.choice("tier", DEALER_TIERS, TIER_SYNONYMS), active=_active(r),
     )
+
+
+def _active(r: _Row) -> bool | None:
+    value = r.values.get("active", MISSING).strip().lower()
+    if value == MISSING:
+        return None
+    if not value:
+        return True
+    if value not in ACTIVE_SYNONYMS:
+        r.reasons.append(f"active is unknown: {_show(value)}; use yes or no")
+        return None
+    return ACTIVE_SYNONYMS[value]
 
 
 def _order_line(r: _Row, tz: dt.tzinfo) -> OrderLineRec:
@@ -503,6 +523,8 @@ class _Reader:
     def __init__(self, source: _Source) -> None:
         self.source = source
         self.columns = COLUMNS[source.kind]
+        self.optional = OPTIONAL_COLUMNS.get(source.kind, ())
+        self.width = len(self.columns)
         self.line = 0  # physical lines consumed so far
         self.bytes_read = 0
         self._nul = False
@@ -551,14 +573,14 @@ class _Reader:
                     continue
                 if nul:
                     yield start, None, "contains NUL bytes (a binary or UTF-16 file?)"
-                elif len(record) != len(index):
+                elif len(record) != self.width:
                     hint = " (a value with a comma must be in double quotes)" \
-                        if len(record) > len(index) else ""
+                        if len(record) > self.width else ""
                     yield start, None, (
-                        f"has {len(record)} values, expected {len(index)}{hint}"
+                        f"has {len(record)} values, expected {self.width}{hint}"
                     )
                 else:
-                    yield start, [record[i].strip() for i in index], None
+                    yield start, [record[i].strip() if i >= 0 else MISSING for i in index], None
         if index is None:
             raise _FileFatal(None, f"the file is empty; expected a header row: "
                                    f"{','.join(self.columns)}")
@@ -571,7 +593,7 @@ class _Reader:
                 if sep in names[0]:
                     raise _FileFatal(line, f"columns are separated by {label}, not commas; "
                                            f"export as CSV with comma separators")
-        missing = [c for c in self.columns if c not in names]
+        missing = [c for c in self.columns if c not in names and c not in self.optional]
         extra = [n or "(empty name: a trailing comma?)" for n in names if n not in self.columns]
         repeated = sorted({n for n in names if n and names.count(n) > 1})
         if missing or extra or repeated:
@@ -583,7 +605,8 @@ class _Reader:
             if repeated:
                 parts.append(f"repeated column(s): {', '.join(repeated)}")
             raise _FileFatal(line, f"{'; '.join(parts)}; expected exactly: {expected}")
-        return [names.index(c) for c in self.columns]
+        self.width = len(names)
+        return [names.index(c) if c in names else -1 for c in self.columns]
 
 
 def _records(
@@ -1130,7 +1153,10 @@ class _Writer:
 
 def _columns(rec: ProductRec | CustomerRec | PromotionRec) -> dict[str, Any]:
     """A record's values by model attribute (record fields are named after them)."""
-    return rec._asdict()
+    values = rec._asdict()
+    if values.get("active", False) is None:  # no `active` given: keep what is stored
+        del values["active"]
+    return values
 
 
 async def import_paths(
@@ -1174,6 +1200,9 @@ async def import_paths(
             elif source.kind == "dealers":
                 report.counts["dealers"] = await writer.upsert(
                     source, _dealer, Customer, "code", _columns)
+                # Group memberships follow the dealer records, in the same transaction.
+                from community.membership import after_dealer_import
+                await after_dealer_import(session, actor=actor, changed_since=writer.now)
             elif source.kind == "stock":
                 report.counts["stock"], report.restocked = await writer.stock(source)
                 report.notices = await notifications.queue_restock_notices(session)

@@ -4,6 +4,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
+import community.models  # noqa: F401 - its tables are part of the schema
 import community.points.models  # noqa: F401 - its tables are part of the schema
 from core.db import Database
 from core.models import Base

@@ -23,11 +23,13 @@ CONTRACT_INTENTS = {
     "greet", "goodbye", "thank", "affirm", "deny", "ask_capabilities", "bot_challenge",
     "order_status", "stock_query", "promotion_query", "faq", "human_handoff", "complaint",
     "link_account", "points_balance", "redeem_points", "my_courses", "out_of_scope",
+    "my_groups",  # community/
 }
 FAQ_KEYS = {"business_hours", "delivery_time", "delivery_area", "payment_methods",
             "return_policy", "min_order"}
 CUSTOM_ACTIONS = {"action_order_status", "action_stock_query", "action_promotion_query",
-                  "action_human_handoff", "action_default_ask_affirmation"}
+                  "action_human_handoff", "action_default_ask_affirmation",
+                  "action_my_groups"}
 MIN_TRAINING_EXAMPLES = 25
 MIN_TEST_EXAMPLES = 15
 MIN_TEST_PER_SCRIPT = 4
