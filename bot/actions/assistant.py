@@ -6,6 +6,7 @@ from bot.actions.catalogue import ActionPromotionQuery, ActionStockQuery
 from bot.actions.fallback import ActionDefaultAskAffirmation
 from bot.actions.handoff import ActionHumanHandoff
 from bot.actions.orders import ActionOrderStatus
+from bot.actions.points import ActionPointsBalance, ActionRedeemPoints
 from bot.actions.sdk import Action
 
 
@@ -17,4 +18,6 @@ def all_actions() -> list[Action]:
         ActionPromotionQuery(),
         ActionDefaultAskAffirmation(),
         ActionHumanHandoff(),
+        ActionPointsBalance(),
+        ActionRedeemPoints(),
     ]
