@@ -514,6 +514,24 @@ async def adjust(s: AsyncSession, account_id: int, points: int, reason: str, sta
     return entry
 
 
+async def grant(s: AsyncSession, account_id: int, points: int, source_key: str, reason: str,
+                *, actor: str = "system", cfg: PointsSection | None = None,
+                now: dt.datetime | None = None) -> int | None:
+    """A credit by the operator's own process (an opening balance, the demo data), with a
+    reason, once per `source_key`, audited; returns the entry id (None: granted before)."""
+    cfg, now = config(cfg), now or utcnow()
+    if points <= 0 or not reason.strip():
+        raise ValueError("a grant needs positive points and a reason")
+    await _account(s, account_id)
+    entry = await post(s, account_id, "adjust", f"grant:{source_key}", amount=points,
+                       expires_on=_expiry(cfg, now), actor=actor, reason=reason.strip(),
+                       now=now)
+    if entry is not None:
+        await _audit(s, actor, "points.grant", f"customer:{account_id}",
+                     {"points": points, "reason": reason.strip(), "entry": entry})
+    return entry
+
+
 # --------------------------------------------------------------------------- expiry
 
 
