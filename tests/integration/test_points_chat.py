@@ -36,9 +36,9 @@ async def _world(s) -> dict[str, int]:  # type: ignore[no-untyped-def]
     await link_identity_directly(s, 5005, "Retailer", customer_code="R1")
     await link_identity_directly(s, CS_TG, "CS", staff_name="cs", staff_role="customer_service")
     await link_identity_directly(s, TRAINER_TG, "Tr", staff_name="tr", staff_role="trainer")
-    for i, (code, cost, stock, approval) in enumerate(
-            [("A", 300, 5, True), ("B", 500, None, False), ("C", 600, 1, True),
-             ("D", 800, 5, True), ("E", 1800, None, True), ("F", 5000, 2, True)]):
+    for code, cost, stock, approval in (
+            ("A", 300, 5, True), ("B", 500, None, False), ("C", 600, 1, True),
+            ("D", 800, 5, True), ("E", 1800, None, True), ("F", 5000, 2, True)):
         await rewards.upsert_reward(s, code, kind="gift", name_zh=f"礼品{code}",
                                     name_en=f"Gift {code}", cost=cost, stock=stock,
                                     needs_approval=approval)
