@@ -45,13 +45,16 @@ async def test_award_points_by_tier_once(db: Database) -> None:
 
 async def test_award_refusals_write_nothing(db: Database) -> None:
     ids = await uow(db, _accounts)
-    with pytest.raises(NotEligible):
-        await uow(db, ledger.award, ids["R"], "quiz", "q1", cfg=CFG)
+    async with db.transaction() as s:  # a caller that goes on after a refusal (a group
+        with pytest.raises(NotEligible):  # rewarding members, retailers among them)
+            await ledger.award(s, ids["R"], "quiz", "q1", cfg=CFG)
+        assert await s.scalar(select(func.count()).select_from(PointsEntry)) == 0
+        await ledger.award(s, ids["K"], "quiz", "in-same-transaction", cfg=CFG)
     with pytest.raises(NotFound):
         await uow(db, ledger.award, 999_999, "quiz", "q1", cfg=CFG)
     with pytest.raises(ValueError, match="unknown points rule"):
         await uow(db, ledger.award, ids["K"], "nope", "q1", cfg=CFG)
     async with db.transaction() as s:
-        assert await s.scalar(select(func.count()).select_from(PointsEntry)) == 0
+        assert await s.scalar(select(func.count()).select_from(PointsEntry)) == 1
     retailers = CFG.model_copy(update={"enabled_kinds": ["dealer", "retailer"]})
     assert (await uow(db, ledger.award, ids["R"], "quiz", "q1", cfg=retailers)).points == 33
