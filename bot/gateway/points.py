@@ -190,11 +190,12 @@ async def _staff_decision(update: Update, context: ContextTypes.DEFAULT_TYPE, ve
     sent = await send_html(context, chat_id, render(prompt.template, loc, **prompt.vars))
     async with g.db.transaction() as s:
         await chat.remember_prompt(s, chat_id, sent[-1].message_id, request_id,
-                                   query.from_user.id)
+                                   query.from_user.id,
+                                   query.message.message_id if query.message else None)
 
 
 async def _reject(context: ContextTypes.DEFAULT_TYPE, user_id: int, name: str, chat_id: int,
-                  request_id: int, reason: str) -> None:
+                  request_id: int, reason: str, post_message_id: int | None = None) -> None:
     g = gw(context)
     loc = _staff_locale(g)
     result: Screen | None = None
@@ -215,6 +216,12 @@ async def _reject(context: ContextTypes.DEFAULT_TYPE, user_id: int, name: str, c
         await send_html(context, chat_id, render("points_staff_only", loc))
         return
     await _show(context, chat_id, loc, result)
+    if post_message_id is not None:  # the request's Approve / Reject buttons are done
+        try:
+            await context.bot.edit_message_reply_markup(chat_id, post_message_id,
+                                                        reply_markup=None)
+        except TelegramError:
+            log.debug("could not remove the request's buttons", exc_info=True)
 
 
 async def on_reason_reply(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -225,12 +232,12 @@ async def on_reason_reply(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
         return
     g = gw(context)
     async with g.db.transaction() as s:
-        request_id = await chat.prompt_request(s, message.chat_id,
-                                               message.reply_to_message.message_id)
-    if request_id is None:
+        prompt = await chat.prompt_request(s, message.chat_id,
+                                           message.reply_to_message.message_id)
+    if prompt is None:
         return
     await _reject(context, message.from_user.id, message.from_user.first_name or "staff",
-                  message.chat_id, request_id, message.text)
+                  message.chat_id, prompt[0], message.text, prompt[1])
 
 
 async def reject_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -324,17 +324,21 @@ async def ask_reason(s: AsyncSession, request_id: int) -> Screen:
 
 
 async def remember_prompt(s: AsyncSession, staff_chat_id: int, message_id: int,
-                          request_id: int, asked_by: int) -> None:
+                          request_id: int, asked_by: int,
+                          post_message_id: int | None = None) -> None:
     """Record the reason prompt the bot posted, so a reply to it rejects that request."""
     s.add(StaffPrompt(staff_chat_id=staff_chat_id, message_id=message_id,
-                      request_id=request_id, asked_by=asked_by))
+                      request_id=request_id, asked_by=asked_by,
+                      post_message_id=post_message_id))
 
 
-async def prompt_request(s: AsyncSession, staff_chat_id: int, message_id: int) -> int | None:
-    """The request a reason prompt is about, or None if the message is not one."""
-    return await s.scalar(select(StaffPrompt.request_id)
-                          .where(StaffPrompt.staff_chat_id == staff_chat_id,
-                                 StaffPrompt.message_id == message_id))
+async def prompt_request(s: AsyncSession, staff_chat_id: int, message_id: int
+                         ) -> tuple[int, int | None] | None:
+    """(request id, the request's post) a reason prompt is about; None if it is not one."""
+    row = (await s.execute(select(StaffPrompt.request_id, StaffPrompt.post_message_id)
+                           .where(StaffPrompt.staff_chat_id == staff_chat_id,
+                                  StaffPrompt.message_id == message_id))).first()
+    return None if row is None else (int(row[0]), row[1])
 
 
 # --------------------------------------------------------------------------- leaderboards

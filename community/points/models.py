@@ -152,4 +152,5 @@ class StaffPrompt(Base):
     message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     request_id: Mapped[int] = mapped_column(ForeignKey("points_redemptions.id"))
     asked_by: Mapped[int] = mapped_column(BigInteger)  # the staff member's Telegram user id
+    post_message_id: Mapped[int | None] = mapped_column(BigInteger, default=None)  # its buttons
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -53,6 +53,7 @@ def upgrade() -> None:
     sa.Column('message_id', sa.BigInteger(), autoincrement=False, nullable=False),
     sa.Column('request_id', sa.Integer(), nullable=False),
     sa.Column('asked_by', sa.BigInteger(), nullable=False),
+    sa.Column('post_message_id', sa.BigInteger(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['request_id'], ['points_redemptions.id'], name=op.f('fk_points_staff_prompts_request_id_points_redemptions')),
     sa.PrimaryKeyConstraint('staff_chat_id', 'message_id', name=op.f('pk_points_staff_prompts'))

@@ -236,8 +236,8 @@ async def test_reject_needs_a_reason_and_refunds_once(db: Database) -> None:
     with pytest.raises(ReasonRequired):
         await uow(db, chat.reject, request, staff, "客服", "  ")
     assert (await uow(db, chat.ask_reason, request)).vars == {"request": request}
-    await uow(db, chat.remember_prompt, STAFF_CHAT, 77, request, CS_TG)
-    assert await uow(db, chat.prompt_request, STAFF_CHAT, 77) == request
+    await uow(db, chat.remember_prompt, STAFF_CHAT, 77, request, CS_TG, 70)
+    assert await uow(db, chat.prompt_request, STAFF_CHAT, 77) == (request, 70)
     assert await uow(db, chat.prompt_request, STAFF_CHAT, 78) is None
     results = await asyncio.gather(
         *(uow(db, chat.reject, request, staff, "客服", "地址不全") for _ in range(3)),
