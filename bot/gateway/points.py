@@ -60,8 +60,10 @@ async def _show(context: ContextTypes.DEFAULT_TYPE, chat_id: int, locale: str,
 
 
 async def _dealer(context: ContextTypes.DEFAULT_TYPE, chat_id: int, verb: str,
-                  args: list[str]) -> None:
-    """One dealer step (a command or a button), in one unit of work; errors in words."""
+                  args: list[str]) -> bool:
+    """One dealer step (a command or a button), in one unit of work; errors in words.
+
+    True if the step was done (False: the user was told why not)."""
     g = gw(context)
     ident = _ident(context)
     try:
@@ -70,11 +72,12 @@ async def _dealer(context: ContextTypes.DEFAULT_TYPE, chat_id: int, verb: str,
             screen = await _dealer_step(s, g, ident, account, verb, args)
     except DomainError as exc:  # the unit of work rolled back: nothing half-done
         await reply(context, chat_id, ident.locale, exc.template, **exc.vars)
-        return
+        return False
     if screen is None:
         await reply(context, chat_id, ident.locale, "button_expired")
-        return
+        return False
     await _show(context, chat_id, ident.locale, screen)
+    return True
 
 
 async def _dealer_step(s, g: Gateway, ident: IdentityView, account: int, verb: str,  # type: ignore[no-untyped-def]
@@ -132,9 +135,8 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             await reply(context, chat_id, _ident(context).locale, "button_expired")
             return
         verb, args = parsed
-        await _dealer(context, chat_id, verb, args)
-        if verb == "ok":  # the confirm buttons have done their job
-            await _drop_keyboard(query)
+        if await _dealer(context, chat_id, verb, args) and verb in ("ok", "no"):
+            await _drop_keyboard(query)  # the confirm buttons have done their job
         return
     parsed = chat.parse(data, STAFF_VERBS)
     request_id = chat.int_arg(parsed[1]) if parsed else None
