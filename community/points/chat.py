@@ -290,9 +290,18 @@ async def staff_member(s: AsyncSession, telegram_user_id: int, chat_id: int | No
     return int(staff_id)
 
 
+async def _still_pending(s: AsyncSession, request_id: int) -> None:
+    """AlreadyDecided for a request decided before (a second tap says so, in words)."""
+    status = await s.scalar(select(RedemptionRequest.status)
+                            .where(RedemptionRequest.id == request_id))
+    if status is not None and status != "pending":
+        raise rewards.AlreadyDecided(f"request {request_id} is {status}", status=status)
+
+
 async def approve(s: AsyncSession, request_id: int, staff_id: int, staff_name: str
                   ) -> Screen:
     """Approve a pending request (the dealer is told through the outbox)."""
+    await _still_pending(s, request_id)
     view = await rewards.approve(s, request_id, staff_id)
     return Screen("points_staff_decided", _decided_vars(view, staff_name))
 
@@ -300,6 +309,7 @@ async def approve(s: AsyncSession, request_id: int, staff_id: int, staff_name: s
 async def reject(s: AsyncSession, request_id: int, staff_id: int, staff_name: str,
                  reason: str) -> Screen:
     """Reject with a reason: the points come back once (the dealer is told)."""
+    await _still_pending(s, request_id)
     if not reason.strip():
         raise ReasonRequired("a rejection needs a reason")
     view = await rewards.reject(s, request_id, staff_id, reason.strip()[:500])

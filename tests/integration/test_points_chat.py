@@ -222,7 +222,8 @@ async def test_approve_tells_the_dealer_once(db: Database) -> None:
     staff = await _staff_id(db, CS_TG)
     screen = await uow(db, chat.approve, request, staff, "客服")
     assert (screen.template, screen.vars["status"]) == ("points_staff_decided", "approved")
-    await uow(db, chat.approve, request, staff, "客服")  # a second tap: a no-op
+    with pytest.raises(AlreadyDecided):  # a second tap: said in words, nothing happens
+        await uow(db, chat.approve, request, staff, "客服")
     with pytest.raises(AlreadyDecided):
         await uow(db, chat.reject, request, staff, "客服", "too late")
     assert await _count(db, OutboxMessage, OutboxMessage.chat_id == DEALER_TG,
@@ -242,7 +243,7 @@ async def test_reject_needs_a_reason_and_refunds_once(db: Database) -> None:
     results = await asyncio.gather(
         *(uow(db, chat.reject, request, staff, "客服", "地址不全") for _ in range(3)),
         return_exceptions=True)
-    assert all(isinstance(r, chat.Screen) for r in results), results
+    assert all(isinstance(r, chat.Screen | AlreadyDecided) for r in results), results
     assert await _count(db, PointsEntry, PointsEntry.kind == "refund") == 1
     assert (await uow(db, ledger.balance, ids["D1"], cfg=CFG)).available == 1000
     async with db.transaction() as s:
