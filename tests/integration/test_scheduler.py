@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, insert, select, text
@@ -206,3 +207,33 @@ async def test_monthly_leaderboard_posts_go_to_registered_groups_once(db: Databa
         posts = (await s.scalars(select(OutboxMessage).where(OutboxMessage.chat_id < 0))).all()
     assert [(p.chat_id, p.template) for p in posts] == [(-500, "points_leaderboard_post")]
     assert posts[0].variables["rows"][0]["points"] == 75
+
+
+async def test_two_scheduler_processes_run_each_slot_once(sqlite_db: Database,
+                                                          tmp_path) -> None:
+    """`python -m bot.scheduler --once`, twice at the same moment, on one database."""
+    import sys
+
+    account = await uow(sqlite_db, _dealer)
+    await uow(sqlite_db, ledger.post, account, "earn", "order:1", pending=300,
+              matures_on=dt.date(2026, 11, 20), now=local(2026, 11, 5, 10))
+    env = {**os.environ, "DATABASE_URL": sqlite_db.url, "APP_DATA_DIR": str(tmp_path)}
+    env.pop("TELEGRAM_BOT_TOKEN", None)
+    now = local(2026, 12, 1, 9, 30).isoformat()
+    procs = [await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.scheduler", "--once", "--now", now, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT) for _ in range(2)]
+    outputs = [(await p.communicate())[0].decode() for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    ran = [line for out in outputs for line in out.splitlines() if ": ran" in line]
+    assert sum("points.daily 2026-12-01: ran" in line for line in ran) == 1, outputs
+    assert sum("points.statements 2026-12: ran" in line for line in ran) == 1, outputs
+    async with sqlite_db.transaction() as s:
+        runs = (await s.execute(select(ScheduledRun.job, ScheduledRun.slot)
+                                .order_by(ScheduledRun.job))).tuples().all()
+        statements = await s.scalar(select(func.count()).select_from(OutboxMessage)
+                                    .where(OutboxMessage.template == "points_statement"))
+        matured = await s.scalar(select(func.count()).select_from(PointsEntry)
+                                 .where(PointsEntry.kind == "mature"))
+    assert runs == [("points.daily", "2026-12-01"), ("points.statements", "2026-12")]
+    assert (statements, matured) == (1, 1)
