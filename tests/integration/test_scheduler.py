@@ -211,7 +211,9 @@ async def test_monthly_leaderboard_posts_go_to_registered_groups_once(db: Databa
 
 async def test_two_scheduler_processes_run_each_slot_once(sqlite_db: Database,
                                                           tmp_path) -> None:
-    """`python -m bot.scheduler --once`, twice at the same moment, on one database."""
+    """`python -m bot.scheduler --once`, twice at the same moment, on one database (the CLI
+    end to end; the tight race inside one slot is test_a_slot_runs_once_when_two_schedulers_race,
+    where the job holds its transaction open while the others try)."""
     import sys
 
     account = await uow(sqlite_db, _dealer)
