@@ -321,6 +321,9 @@ def write(result: dict) -> None:
           f"{' (quick run)' if result['quick'] else ''}; "
           "`make bench-points` → `benchmarks/points.py`.\n\n"
           "| measure | value | target |\n|---|---|---|\n" + table + "\n\n"
+          "An award is one unit of work of 4 round trips on PostgreSQL: the pool's checkout "
+          "ping (one `SELECT 1`; SQLAlchemy's asyncpg pre-ping took three), BEGIN, one "
+          "statement (account kind/tier read, entry, balance) and COMMIT; it was 7 before.\n"
           "Every award run ends with `reconcile()` finding no drift; the storm counts "
           "redemptions granted beyond a balance,\nnegative balances and reconcile drifts as "
           "overspends.\n")
@@ -328,9 +331,9 @@ def write(result: dict) -> None:
         md += (f"\n**pg_awards_per_s is below the {FLOOR_PG_AWARDS}/s floor in this run.** The box "
                f"has {result['cpus']} CPUs shared with other jobs (load average "
                f"{result['load_avg_1m_start']}–{result['load_avg_1m_end']}), and an award is "
-               "CPU-bound on the client: one unit of work is 5 round trips (pool pre-ping, "
-               "BEGIN, account read, entry + balance in one CTE, COMMIT), ≈1.5 ms of client CPU "
-               "measured under that load. Re-run `make bench-points` on a quiet machine.\n")
+               "CPU-bound on the client (Python, SQLAlchemy, asyncpg) while PostgreSQL shares "
+               "the same 2 cores. One unit of work is 4 round trips: the checkout ping, BEGIN, "
+               "the award (account read, entry and balance in one statement), COMMIT.\n")
     (RESULTS / "points.md").write_text(md)
 
 

@@ -343,6 +343,7 @@ def standard_procs(settings: Settings) -> list[Proc]:
     procs.append(Proc("rasa", commands["rasa"], ready_url=f"{settings.rasa.url}/", echo=False))
     procs.append(Proc("gateway", commands["gateway"], ready_line="gateway ready"))
     procs.append(Proc("worker", commands["worker"], ready_line="delivery worker ready"))
+    procs.append(Proc("scheduler", commands["scheduler"], ready_line="scheduler ready"))
     return procs
 
 

@@ -459,3 +459,22 @@ Index("ix_outbox_lease", OutboxMessage.status, OutboxMessage.lease_until)
 # its group memberships follow (community/membership.py). dealers.csv may carry `active`.
 Customer.active = mapped_column(Boolean, default=True, server_default=sql_text("true"),
                                 nullable=False)
+
+class ScheduledRun(Base):
+    """One run of a scheduled job for one slot (e.g. points.daily / 2026-11-24).
+
+    The scheduler inserts this row in the same transaction as the job's work: the unique
+    (job, slot) key lets exactly one scheduler instance run a slot, and a failed run rolls
+    its row back so the slot is tried again (bot/scheduler).
+    """
+
+    __tablename__ = "scheduled_runs"
+    __table_args__ = (UniqueConstraint("job", "slot", name="uq_scheduled_runs_job_slot"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job: Mapped[str] = mapped_column(String(100))
+    slot: Mapped[str] = mapped_column(String(40))
+    instance: Mapped[str] = mapped_column(String(100), default="")
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -189,6 +189,16 @@ class PointsSection(Section):
     campaigns: list[PointsCampaign] = []
     adjust_roles: list[str] = ["admin"]
     approve_roles: list[str] = ["admin", "customer_service"]
+    # Scheduled jobs (python -m bot.scheduler), at these local times (app.timezone).
+    daily_at: time = time(2, 30)  # mature pending points, expire, queue expiry reminders
+    statements_at: time = time(9, 0)  # on the 1st: last month's statements
+    leaderboard_posts: bool = False  # on the 1st: last month's leaderboard to dealer groups
+
+
+class SchedulerSection(Section):
+    """The scheduler process: how often it looks for due jobs."""
+
+    tick_seconds: float = Field(default=30.0, gt=0)
 
 
 class CommunitySection(Section):
@@ -232,6 +242,7 @@ class Settings(BaseSettings):
     secrets: Secrets = Secrets()
     points: PointsSection = PointsSection()
     community: CommunitySection = CommunitySection()
+    scheduler: SchedulerSection = SchedulerSection()
 
     @property
     def sandbox_mode(self) -> bool:

@@ -7,6 +7,7 @@ from bot.actions.community import ActionMyGroups
 from bot.actions.fallback import ActionDefaultAskAffirmation
 from bot.actions.handoff import ActionHumanHandoff
 from bot.actions.orders import ActionOrderStatus
+from bot.actions.points import ActionPointsBalance, ActionRedeemPoints
 from bot.actions.sdk import Action
 
 
@@ -19,4 +20,6 @@ def all_actions() -> list[Action]:
         ActionDefaultAskAffirmation(),
         ActionHumanHandoff(),
         ActionMyGroups(),
+        ActionPointsBalance(),
+        ActionRedeemPoints(),
     ]

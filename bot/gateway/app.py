@@ -9,7 +9,16 @@ import signal
 from telegram import BotCommand, Update
 from telegram.ext import AIORateLimiter, Application
 
-from bot.gateway import assistant, groups, handoff, housekeeping, language, restock, turns
+from bot.gateway import (
+    assistant,
+    groups,
+    handoff,
+    housekeeping,
+    language,
+    points,
+    restock,
+    turns,
+)
 from bot.gateway.context import GATEWAY, Gateway
 from bot.gateway.rasa_client import RasaClient
 from community import telegram as community_telegram
@@ -32,6 +41,7 @@ def register_features(app: Application) -> None:
     assistant.register_commands(app)  # /start, /help
     language.register(app)            # /language and its buttons
     restock.register(app)             # "tell me when it's back"
+    points.register(app)              # /points /redeem /top, pts: buttons, staff decisions
     # 4. Group chats: community/ and training/ register here, before groups' catch-all.
     community_telegram.register(app)  # dealer groups: joins, moderation, /groups, /announce
     groups.register(app)
@@ -77,6 +87,9 @@ async def _post_init(app: Application) -> None:
             BotCommand("help", "Help / 帮助"),
             BotCommand("language", "Language / 语言"),
             BotCommand("cancel", "Cancel hand-off / 取消转人工"),
+            BotCommand("points", "My points / 我的积分"),
+            BotCommand("redeem", "Redeem points / 积分兑换"),
+            BotCommand("top", "Leaderboard / 排行榜"),
         ])
     except Exception:  # a cosmetic call; never block start-up on it
         log.warning("setMyCommands failed", exc_info=True)

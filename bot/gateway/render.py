@@ -51,8 +51,8 @@ def keyboard(buttons: list[dict[str, str]], locale: str, store: CallbackKeys
     """Inline keyboard, one button per row; labels from template keys or literal text."""
     rows = []
     for b in buttons:
-        if b.get("label_key"):
-            label = render(b["label_key"], locale)
+        if b.get("label_key"):  # a template; `vars` fill it (e.g. a reward's name and cost)
+            label = render(b["label_key"], locale, **(b.get("vars") or {}))
         else:
             label = str(b.get("label") or b.get("title") or b.get("payload", "?"))
         label = html.unescape(label)[:64]

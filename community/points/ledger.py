@@ -29,6 +29,7 @@ nothing left to expire and its `expire:<day>` source key is taken anyway.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -36,8 +37,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    ARRAY,
     Date,
     DateTime,
+    String,
     and_,
     bindparam,
     case,
@@ -215,6 +218,27 @@ _POST_PG_SQL = text(
 ).bindparams(bindparam("expires_on", type_=Date()), bindparam("matures_on", type_=Date()),
              bindparam("created_at", type_=DateTime(timezone=True)))
 _BUMP_SQL = text(_BUMP).bindparams(bindparam("now", type_=DateTime(timezone=True)))
+# PostgreSQL: a whole award in one round trip — the account's kind and tier are read, the
+# points chosen by tier (a JSON map of tier → points, computed from config in Python), the
+# entry inserted only for an enabled kind, and the balance moved only if the entry was new.
+# The result row says which: no row (no account), kind (not eligible) or the entry id (None:
+# awarded before).
+_AWARD_PG_SQL = text(
+    "WITH c AS (SELECT id, kind, COALESCE((CAST(:tier_points AS jsonb) ->> tier)::int, "
+    ":points) AS points FROM customers WHERE id = :account_id), "
+    "e AS (INSERT INTO points_entries (account_id, kind, source_key, amount, pending, "
+    "expires_on, matures_on, actor, reason, created_at) SELECT id, 'earn', :source_key, "
+    "points, 0, :expires_on, NULL, :actor, :reason, :created_at FROM c "
+    "WHERE kind = ANY(:kinds) ON CONFLICT (account_id, kind, source_key) DO NOTHING "
+    "RETURNING id, account_id, amount, pending, created_at), "
+    "b AS (INSERT INTO points_balances (account_id, available, pending, updated_at) "
+    "SELECT account_id, amount, pending, created_at FROM e ON CONFLICT (account_id) DO UPDATE "
+    "SET available = points_balances.available + excluded.available, "
+    "pending = points_balances.pending + excluded.pending, updated_at = excluded.updated_at "
+    "RETURNING 1) SELECT c.kind, c.points, (SELECT id FROM e) FROM c"
+).bindparams(bindparam("expires_on", type_=Date()),
+             bindparam("created_at", type_=DateTime(timezone=True)),
+             bindparam("kinds", type_=ARRAY(String())))
 _LOCK_SQL = text(_BUMP + " RETURNING available, pending").bindparams(
     bindparam("now", type_=DateTime(timezone=True)))
 
@@ -293,16 +317,44 @@ async def award(s: AsyncSession, account_id: int, rule: str, source_key: str, *,
     id): a second pass of the same quiz then finds the key taken and earns nothing.
     """
     cfg, now = config(cfg), now or utcnow()
+    key = f"{rule}:{source_key}"
+    conn = await s.connection()
+    if conn.dialect.name == "postgresql":
+        return await _award_pg(conn, account_id, rule, key, actor=actor, reason=reason or rule,
+                               cfg=cfg, now=now)
     customer = await _account(s, account_id)
     if not rules.eligible(cfg, _facts(customer)):
         raise NotEligible(f"{customer.kind} accounts do not earn points")
     points = rules.rule_points(cfg, rule, _facts(customer))
-    key = f"{rule}:{source_key}"
     # The entry itself records who, when, why and how much: earnings need no second audit row
     # (staff actions, redemptions, reversals, expiry runs and imports write one).
     entry = await post(s, account_id, "earn", key, amount=points,
                        expires_on=_expiry(cfg, now), actor=actor, reason=reason or rule, now=now)
     return AwardView(account_id, key, points if entry else 0, entry is not None)
+
+
+def _tier_points(cfg: PointsSection, rule: str) -> tuple[str, int]:
+    """The rule's points per configured tier (JSON) and for any other tier."""
+    per_tier = {tier: rules.rule_points(cfg, rule, rules.AccountFacts("dealer", tier, ""))
+                for tier in cfg.tier_multipliers}
+    return json.dumps(per_tier), rules.rule_points(cfg, rule, rules.AccountFacts("", None, ""))
+
+
+async def _award_pg(conn: Any, account_id: int, rule: str, key: str, *, actor: str,
+                    reason: str, cfg: PointsSection, now: dt.datetime) -> AwardView:
+    """award() on PostgreSQL: one statement (see _AWARD_PG_SQL), same outcomes."""
+    tier_points, points = _tier_points(cfg, rule)
+    row = (await conn.execute(_AWARD_PG_SQL, {
+        "account_id": account_id, "tier_points": tier_points, "points": points,
+        "kinds": list(cfg.enabled_kinds), "source_key": key[:200],
+        "expires_on": _expiry(cfg, now), "actor": actor[:100], "reason": reason,
+        "created_at": now})).first()
+    if row is None:
+        raise NotFound(f"no account {account_id}")
+    kind, points, entry = row
+    if kind not in cfg.enabled_kinds:
+        raise NotEligible(f"{kind} accounts do not earn points")
+    return AwardView(account_id, key, int(points) if entry else 0, entry is not None)
 
 
 async def award_participation(s: AsyncSession, account_id: int, day: dt.date,
@@ -510,6 +562,24 @@ async def adjust(s: AsyncSession, account_id: int, points: int, reason: str, sta
                        actor=actor, reason=reason.strip(), now=now)
     if entry is not None:
         await _audit(s, actor, "points.adjust", f"customer:{account_id}",
+                     {"points": points, "reason": reason.strip(), "entry": entry})
+    return entry
+
+
+async def grant(s: AsyncSession, account_id: int, points: int, source_key: str, reason: str,
+                *, actor: str = "system", cfg: PointsSection | None = None,
+                now: dt.datetime | None = None) -> int | None:
+    """A credit by the operator's own process (an opening balance, the demo data), with a
+    reason, once per `source_key`, audited; returns the entry id (None: granted before)."""
+    cfg, now = config(cfg), now or utcnow()
+    if points <= 0 or not reason.strip():
+        raise ValueError("a grant needs positive points and a reason")
+    await _account(s, account_id)
+    entry = await post(s, account_id, "adjust", f"grant:{source_key}", amount=points,
+                       expires_on=_expiry(cfg, now), actor=actor, reason=reason.strip(),
+                       now=now)
+    if entry is not None:
+        await _audit(s, actor, "points.grant", f"customer:{account_id}",
                      {"points": points, "reason": reason.strip(), "entry": entry})
     return entry
 

@@ -6,6 +6,7 @@ import datetime as dt
 from decimal import Decimal
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
@@ -114,3 +115,42 @@ class RedemptionRequest(Base):
     note: Mapped[str] = mapped_column(Text, default="")
 
     reward: Mapped[Reward] = relationship(lazy="raise")
+
+
+CHOICE_STATUSES = ("open", "confirmed", "cancelled")
+
+
+class RedemptionChoice(Base):
+    """A reward a chat picked and has not confirmed yet: the confirm button's one-time ticket.
+
+    The confirm button carries this row's id; confirming is one conditional UPDATE
+    (open → confirmed, by its owner, before it expires), so a double tap or a replayed callback
+    redeems once. `redemption_id` (unique) records what the confirmation bought.
+    """
+
+    __tablename__ = "points_choices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    telegram_user_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    reward_id: Mapped[int] = mapped_column(ForeignKey("points_rewards.id"))
+    quantity: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    decided_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    redemption_id: Mapped[int | None] = mapped_column(
+        ForeignKey("points_redemptions.id"), default=None, unique=True)
+
+
+class StaffPrompt(Base):
+    """A bot message in the staff group asking for a rejection reason: staff reply to it."""
+
+    __tablename__ = "points_staff_prompts"
+
+    staff_chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    request_id: Mapped[int] = mapped_column(ForeignKey("points_redemptions.id"))
+    asked_by: Mapped[int] = mapped_column(BigInteger)  # the staff member's Telegram user id
+    post_message_id: Mapped[int | None] = mapped_column(BigInteger, default=None)  # its buttons
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -21,6 +21,10 @@ from core.services.importer import Progress, import_paths, kind_of
 from core.settings import PROJECT_ROOT, Settings
 
 DEMO_ANCHOR = dt.date(2026, 11, 23)
+# Reward points in the demo: the rewards catalogue, and an opening balance for the demo dealer
+# (its delivered demo order also earns points, but they stay pending for the return window).
+DEMO_REWARDS = "points/rewards.csv"
+DEMO_OPENING_POINTS = {"D001": 2000}
 
 
 def demo_data_dir(settings: Settings) -> Path:
@@ -74,4 +78,25 @@ async def seed_demo(
     lines = [report.summary()]
     if shift:
         lines.append(f"  demo promotions moved by {shift.days} days so they are current")
+    lines.append(await seed_demo_points(db, folder))
     return "\n".join(lines)
+
+
+async def seed_demo_points(db: Database, folder: Path) -> str:
+    """The demo rewards catalogue and the demo dealer's opening points (idempotent)."""
+    from sqlalchemy import select
+
+    from community.points import ledger, rewards
+    from core.models import Customer
+
+    path = folder / DEMO_REWARDS
+    async with db.transaction() as s:
+        n = await rewards.import_rewards_csv(s, path, actor="seed-demo") if path.exists() else 0
+        granted = 0
+        for code, points in DEMO_OPENING_POINTS.items():
+            account = await s.scalar(select(Customer.id).where(Customer.code == code))
+            if account is not None and await ledger.grant(
+                    s, account, points, "demo-opening", "demo opening balance",
+                    actor="seed-demo"):
+                granted += points
+    return f"  demo points: {n} rewards, {granted} opening points granted"

@@ -69,7 +69,8 @@ async def test_no_secret_on_any_command_line(system: Harness) -> None:
         if system.env.get(name):
             secrets[name] = system.env[name]
     ours = [p.process.pid for p in system.stack.procs if p.process]
-    assert {p.name for p in system.stack.procs} >= {"actions", "rasa", "gateway", "worker"}
+    assert {p.name for p in system.stack.procs} >= {"actions", "rasa", "gateway", "worker",
+                                                   "scheduler"}
     seen = 0
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmdline = " ".join(proc.info.get("cmdline") or [])

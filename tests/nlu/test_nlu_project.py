@@ -29,7 +29,8 @@ FAQ_KEYS = {"business_hours", "delivery_time", "delivery_area", "payment_methods
             "return_policy", "min_order"}
 CUSTOM_ACTIONS = {"action_order_status", "action_stock_query", "action_promotion_query",
                   "action_human_handoff", "action_default_ask_affirmation",
-                  "action_my_groups"}
+                  "action_my_groups",
+                  "action_points_balance", "action_redeem_points"}
 MIN_TRAINING_EXAMPLES = 25
 MIN_TEST_EXAMPLES = 15
 MIN_TEST_PER_SCRIPT = 4
@@ -104,7 +105,7 @@ def test_every_response_is_a_custom_template_payload(domain):
 def test_responses_cover_every_faq_key_and_single_turn_intent(domain):
     responses = set(domain["responses"])
     assert {f"utter_faq/{key}" for key in FAQ_KEYS} <= responses
-    assert {"utter_link_account", "utter_points_balance", "utter_redeem_points",
+    assert {"utter_link_account",
             "utter_my_courses", "utter_ask_rephrase", "utter_default"} <= responses
 
 

@@ -10,7 +10,7 @@ from core.settings import load_settings
 
 def test_procfile_names_every_process() -> None:
     procs = read_procfile()
-    assert list(procs) == ["emulator", "actions", "rasa", "gateway", "worker"]
+    assert list(procs) == ["emulator", "actions", "rasa", "gateway", "worker", "scheduler"]
     # Nothing needs Rasa's HTTP API, and its token could only be passed on the command line.
     assert "--enable-api" not in procs["rasa"] and "--auth-token" not in procs["rasa"]
 
