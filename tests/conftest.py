@@ -74,6 +74,22 @@ async def db(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Database
 
 
 @pytest.fixture
+async def postgres_db() -> AsyncIterator[Database]:
+    """A migrated PostgreSQL schema only, for behaviour SQLite does not have (server-side
+    connections). Skipped only when the PostgreSQL half is switched off (TEST_POSTGRES_URL=off)."""
+    base = postgres_url()
+    if base is None:
+        pytest.skip("TEST_POSTGRES_URL=off")
+    database, schema = await _postgres_schema_db(base)
+    try:
+        await upgrade(database.engine)
+        yield database
+    finally:
+        await database.dispose()
+        await _drop_schema(base, schema)
+
+
+@pytest.fixture
 async def sqlite_db(tmp_path) -> AsyncIterator[Database]:
     """A migrated SQLite database only (for tests that need no backend matrix)."""
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'test.db'}")

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.db import Database
 
 
-async def test_a_connection_killed_by_the_server_is_replaced(db: Database) -> None:
-    if db.is_sqlite:
-        pytest.skip("PostgreSQL connections only")
+async def test_a_connection_killed_by_the_server_is_replaced(postgres_db: Database) -> None:
+    db = postgres_db
     async with db.transaction() as s:
         pid = await s.scalar(text("SELECT pg_backend_pid()"))
     admin = create_async_engine(db.url)
