@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.scheduler import Daily, Job, JobRun, Monthly
+from community import leaderboards as _community_boards  # noqa: F401 (registers the groups)
 from community.points import jobs as points_jobs
 from core.settings import Settings
 

@@ -209,6 +209,28 @@ async def test_monthly_leaderboard_posts_go_to_registered_groups_once(db: Databa
     assert posts[0].variables["rows"][0]["points"] == 75
 
 
+async def test_registered_dealer_groups_get_their_region_board(db: Database) -> None:
+    from community.leaderboards import community_groups
+    from community.models import CommunityGroup
+
+    account = await uow(db, _dealer)
+    await uow(db, ledger.award, account, "course_completed", "c1", now=local(2026, 11, 5, 10),
+              cfg=SETTINGS.points)
+    async with db.transaction() as s:
+        s.add_all([CommunityGroup(chat_id=-700, title="华东群", regions=["华东"], tiers=[]),
+                   CommunityGroup(chat_id=-701, title="old", regions=["华东"], active=False)])
+    assert [(g.chat_id, g.scope, g.key) for g in await uow(db, community_groups)] == [
+        (-700, "region", "华东")]
+    on = Settings(**{**SETTINGS.model_dump(by_alias=True),
+                     "points": {**SETTINGS.points.model_dump(), "leaderboard_posts": True}})
+    job = next(j for j in default_jobs(on) if j.name == "points.leaderboards")
+    assert (await run_due(db, on, [job], now=local(2026, 12, 1, 9, 5)))[0].result == {
+        "month": "2026-11", "queued": 1}
+    async with db.transaction() as s:
+        posts = (await s.scalars(select(OutboxMessage).where(OutboxMessage.chat_id < 0))).all()
+    assert [p.chat_id for p in posts] == [-700]
+
+
 async def test_two_scheduler_processes_run_each_slot_once(sqlite_db: Database,
                                                           tmp_path) -> None:
     """`python -m bot.scheduler --once`, twice at the same moment, on one database (the CLI
