@@ -75,6 +75,15 @@ async def c_award(s: AsyncSession, a: argparse.Namespace) -> int:
     return 0
 
 
+async def c_referral(s: AsyncSession, a: argparse.Namespace) -> int:
+    """Award the dealer who referred a new dealer (once per new dealer)."""
+    r = await ledger.award_referral(s, await _customer_id(s, a.referrer),
+                                    await _customer_id(s, a.new), actor=a.by)
+    print(f"awarded {r.points} to {a.referrer} ({r.source_key})" if r.created else
+          f"already awarded ({r.source_key}); nothing changed")
+    return 0
+
+
 async def c_adjust(s: AsyncSession, a: argparse.Namespace) -> int:
     """Adjust a balance by hand (staff with an adjusting role, reason required)."""
     entry = await ledger.adjust(s, await _customer_id(s, a.customer), a.points, a.reason,
@@ -224,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     customer(q)
     q.add_argument("--rule", required=True, help="e.g. course_completed, quiz_passed")
     q.add_argument("--source", required=True, help="what it is for, e.g. the course id")
+    q.add_argument("--by", default="cli", help="actor for the ledger and audit log")
+    q = cmd("referral", c_referral, "award the referral rule to the dealer who brought in a "
+                                    "new dealer (once per new dealer and referrer)")
+    q.add_argument("--referrer", required=True, help="code of the referring dealer, e.g. D001")
+    q.add_argument("--new", required=True, help="code of the new dealer, e.g. D009")
     q.add_argument("--by", default="cli", help="actor for the ledger and audit log")
     q = cmd("adjust", c_adjust, "adjust a balance by hand (reason required; staff role "
                                 "in points.adjust_roles)")
