@@ -24,6 +24,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core import identity  # noqa: E402
 from core.db import Database  # noqa: E402
 from core.services.accounts import link_identity_directly  # noqa: E402
 from sandbox.harness import Harness, free_port, start_system, stop_system  # noqa: E402
@@ -113,9 +114,12 @@ async def settle_quick(h: Harness, chat_id: int, after: int) -> int:
 
 async def bare_turn(http: aiohttp.ClientSession, h: Harness, sender: str, text: str) -> float:
     """One message straight to Rasa's REST channel (no Telegram, no gateway), in ms."""
+    # Signed like the gateway's messages, so Rasa's actions do the same work for both.
+    proof = identity.sign(h.env["IDENTITY_SIGNING_KEY"], sender)
     t0 = time.perf_counter()
     async with http.post(f"{h.rasa_url}/webhooks/rest/webhook",
-                         json={"sender": sender, "message": text}) as resp:
+                         json={"sender": sender, "message": text,
+                               "metadata": {identity.METADATA_KEY: proof}}) as resp:
         await resp.read()
     return (time.perf_counter() - t0) * 1000
 
