@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from sqlalchemy import text
@@ -53,6 +54,17 @@ def _backends() -> list:
     return params
 
 
+@asynccontextmanager
+async def _migrated_postgres(base: str) -> AsyncIterator[Database]:
+    database, schema = await _postgres_schema_db(base)
+    try:
+        await upgrade(database.engine)
+        yield database
+    finally:
+        await database.dispose()
+        await _drop_schema(base, schema)
+
+
 @pytest.fixture(params=_backends())
 async def db(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Database]:
     """A freshly migrated, empty database: SQLite file and PostgreSQL schema variants."""
@@ -64,13 +76,8 @@ async def db(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Database
         return
     base = postgres_url()
     assert base
-    database, schema = await _postgres_schema_db(base)
-    try:
-        await upgrade(database.engine)
+    async with _migrated_postgres(base) as database:
         yield database
-    finally:
-        await database.dispose()
-        await _drop_schema(base, schema)
 
 
 @pytest.fixture
@@ -80,13 +87,8 @@ async def postgres_db() -> AsyncIterator[Database]:
     base = postgres_url()
     if base is None:
         pytest.skip("TEST_POSTGRES_URL=off")
-    database, schema = await _postgres_schema_db(base)
-    try:
-        await upgrade(database.engine)
+    async with _migrated_postgres(base) as database:
         yield database
-    finally:
-        await database.dispose()
-        await _drop_schema(base, schema)
 
 
 @pytest.fixture
