@@ -210,6 +210,21 @@ class CommunitySection(Section):
     activity_roles: list[str] = ["admin", "customer_service", "trainer"]
 
 
+class TrainingSection(Section):
+    """Courses, pushes, quizzes and certificates (training/)."""
+
+    author_roles: list[str] = ["admin", "trainer"]   # staff roles that write/import courses
+    push_roles: list[str] = ["admin", "trainer"]     # … that push lessons and schedule pushes
+    report_roles: list[str] = ["admin", "trainer", "customer_service"]  # … that see progress
+    files_dir: str = "training"          # attachments of imported bundles, under app.data_dir
+    default_pass_mark: int = Field(default=60, ge=0, le=100)  # percent, when a quiz names none
+    remind_after_days: int = Field(default=3, ge=1)  # unfinished course, no activity this long
+    remind_every_days: int = Field(default=7, ge=1)  # … then at most this often
+    remind_at: time = time(10, 0)        # scheduler: reminders for unfinished courses (local)
+    certificate_issuer: str = "培训中心 Training Centre"
+    demo_bundle: str = "data/demo/training/product-basics"  # imported by the sandbox seed
+
+
 class Secrets(Section):
     """Values that only ever come from the environment."""
 
@@ -243,6 +258,7 @@ class Settings(BaseSettings):
     points: PointsSection = PointsSection()
     community: CommunitySection = CommunitySection()
     scheduler: SchedulerSection = SchedulerSection()
+    training: TrainingSection = TrainingSection()
 
     @property
     def sandbox_mode(self) -> bool:

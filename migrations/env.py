@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import community.models  # noqa: F401 - registers the community tables on Base
 import community.points.models  # noqa: F401 - registers the points tables on Base
+import training.models  # noqa: F401 - registers the training tables on Base
 from core.models import Base
 from core.settings import load_settings
 

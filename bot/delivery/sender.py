@@ -104,11 +104,46 @@ def part_count(row: OutboxMessage, default_locale: str) -> int:
     return len(split_text(text or ""))
 
 
-def _media(ref: str) -> Any:
+# A local file is uploaded once per worker process: Telegram's file_id of the first upload is
+# sent after that (a lesson with a PDF pushed to 2,000 dealers is one upload, not 2,000).
+_uploaded: dict[tuple[str, float], str] = {}
+UPLOAD_CACHE_SIZE = 512
+
+
+def _local_key(ref: str) -> tuple[str, float] | None:
+    if ref.startswith(("http://", "https://")):
+        return None
     path = Path(ref)
-    if not ref.startswith(("http://", "https://")) and path.is_file():
-        return InputFile(path.read_bytes(), filename=path.name)
-    return ref  # a file_id or a URL Telegram fetches itself
+    try:
+        return (str(path.resolve()), path.stat().st_mtime) if path.is_file() else None
+    except OSError:
+        return None
+
+
+def _media(ref: str) -> Any:
+    key = _local_key(ref)
+    if key is None:
+        return ref  # a file_id or a URL Telegram fetches itself
+    if key in _uploaded:
+        return _uploaded[key]
+    path = Path(ref)
+    return InputFile(path.read_bytes(), filename=path.name)
+
+
+def _remember_upload(ref: str, message: Any) -> None:
+    """Keep the file_id Telegram gave a local file we uploaded (a photo: its largest size)."""
+    key = _local_key(ref)
+    if key is None or key in _uploaded:
+        return
+    file_id = None
+    if getattr(message, "photo", None):
+        file_id = message.photo[-1].file_id
+    elif getattr(message, "document", None) is not None:
+        file_id = message.document.file_id
+    if file_id:
+        if len(_uploaded) >= UPLOAD_CACHE_SIZE:
+            _uploaded.pop(next(iter(_uploaded)))
+        _uploaded[key] = file_id
 
 
 # --- Member actions (community/): rows that are a Bot API call, not a message. ------------
@@ -174,6 +209,7 @@ async def send(bot: Bot, row: OutboxMessage, chat_id: int, default_locale: str) 
                     field = "photo" if row.media_kind == "photo" else "document"
                     message = await method(chat_id, **{field: _media(str(row.media_ref))},
                                            caption=body, parse_mode=ParseMode.HTML, **extra)
+                    _remember_upload(str(row.media_ref), message)
                 else:
                     message = await bot.send_message(chat_id, body or "",
                                                      parse_mode=ParseMode.HTML, **extra)

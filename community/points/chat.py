@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -37,6 +36,7 @@ from community.points.models import (
 )
 from core.errors import DomainError, NotLinked, PermissionDenied
 from core.models import PRIORITY_STAFF, Customer, TelegramIdentity, utcnow
+from core.screens import Screen, button
 from core.services import staff as staff_service
 from core.services.accounts import IdentityView
 from core.services.outbox import enqueue
@@ -67,23 +67,6 @@ class ChoiceDone(DomainError):
 
     code = "points_choice_done"
     template = "points_choice_done"
-
-
-@dataclass(frozen=True)
-class Screen:
-    """One reply: a template, its variables and its buttons."""
-
-    template: str
-    vars: dict[str, Any] = field(default_factory=dict)
-    buttons: list[dict[str, Any]] = field(default_factory=list)
-
-
-def button(label_key: str, payload: str, **label_vars: Any) -> dict[str, Any]:
-    """A button whose label is a template (rendered with `label_vars` in the user's locale)."""
-    b: dict[str, Any] = {"label_key": label_key, "payload": payload}
-    if label_vars:
-        b["vars"] = label_vars
-    return b
 
 
 # --------------------------------------------------------------------------- who may use it

@@ -6,6 +6,7 @@ from sqlalchemy import inspect
 
 import community.models  # noqa: F401 - its tables are part of the schema
 import community.points.models  # noqa: F401 - its tables are part of the schema
+import training.models  # noqa: F401 - its tables are part of the schema
 from core.db import Database
 from core.models import Base
 
