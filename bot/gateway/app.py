@@ -24,6 +24,7 @@ from bot.gateway.rasa_client import RasaClient
 from community import telegram as community_telegram
 from core.db import Database
 from core.settings import Settings
+from training import telegram as training_telegram
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ def register_features(app: Application) -> None:
     language.register(app)            # /language and its buttons
     restock.register(app)             # "tell me when it's back"
     points.register(app)              # /points /redeem /top, pts: buttons, staff decisions
+    training_telegram.register(app)   # trainers' /newcourse /push /progress; dealers' trn: buttons
     # 4. Group chats: community/ and training/ register here, before groups' catch-all.
     community_telegram.register(app)  # dealer groups: joins, moderation, /groups, /announce
     groups.register(app)
