@@ -23,6 +23,7 @@ import shlex
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -208,37 +209,45 @@ CSV_COLUMNS = ("course_code", "course_title", "dealer_code", "dealer_name", "reg
                "completed_at", "passed_at", "last_activity_at", "certificate_code")
 
 
-def _when(value: dt.datetime | None) -> str:
-    return value.replace(microsecond=0).isoformat(sep=" ") if value else ""
+def _when(value: dt.datetime | None, tz: ZoneInfo) -> str:
+    if value is None:
+        return ""
+    if value.tzinfo is None:  # SQLite gives back naive UTC
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(tz).replace(microsecond=0, tzinfo=None).isoformat(sep=" ")
 
 
-def to_csv(found: list[DealerRow]) -> bytes:
-    """The rows as CSV for Excel: UTF-8 with a BOM, formula-safe text cells."""
+def to_csv(found: list[DealerRow], *, timezone: str = "UTC") -> bytes:
+    """The rows as CSV for Excel: UTF-8 with a BOM, formula-safe text cells, times local to
+    `timezone` (app.timezone)."""
+    tz = ZoneInfo(timezone)
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\r\n")
     w.writerow(CSV_COLUMNS)
     for r in found:
         w.writerow([safe_cell(v) for v in (
             r.course_code, r.course_title, r.dealer_code, r.dealer_name, r.region, r.tier,
-            _when(r.enrolled_at), "yes" if r.started else "no", r.done, r.total,
+            _when(r.enrolled_at, tz), "yes" if r.started else "no", r.done, r.total,
             " ".join("–" if x is None else str(x) for x in r.scores),
-            _when(r.completed_at), _when(r.passed_at), _when(r.last_activity_at),
+            _when(r.completed_at, tz), _when(r.passed_at, tz), _when(r.last_activity_at, tz),
             r.certificate or "")])
     return out.getvalue().encode("utf-8-sig")
 
 
 async def csv_for(s: AsyncSession, *, course: str | None = None, group: str | None = None,
-                  dealer: str | None = None) -> tuple[str, bytes, int]:
+                  dealer: str | None = None, timezone: str = "UTC"
+                  ) -> tuple[str, bytes, int]:
     """(file name, CSV bytes, rows) of a course/group report or a dealer's report."""
     if dealer:
         customer, found = await dealer_report(s, dealer)
-        return f"training-{_file_part(customer.code)}.csv", to_csv(found), len(found)
+        return (f"training-{_file_part(customer.code)}.csv", to_csv(found, timezone=timezone),
+                len(found))
     if not course:
         raise ValueError("name a course or a dealer")
     summary, _title = await course_report(s, course, group=group)
     suffix = f"-group-{_file_part(group)}" if group else ""
-    return (f"training-{_file_part(summary.code)}{suffix}.csv", to_csv(summary.rows),
-            len(summary.rows))
+    return (f"training-{_file_part(summary.code)}{suffix}.csv",
+            to_csv(summary.rows, timezone=timezone), len(summary.rows))
 
 
 def _file_part(text: str) -> str:

@@ -38,7 +38,8 @@ async def cmd_progress(settings: Settings, db: Database, args: argparse.Namespac
     async with db.transaction() as s:
         if args.csv:
             _name, data, count = await reports.csv_for(s, course=args.course, group=args.group,
-                                                       dealer=args.dealer)
+                                                       dealer=args.dealer,
+                                                       timezone=settings.app.timezone)
         else:
             screen = await reports.query_screen(s, reports.ProgressQuery(
                 course=args.course, group=args.group, dealer=args.dealer))

@@ -4,6 +4,7 @@ in Excel (a hostile name stays text), and who may ask."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 
 import pytest
@@ -72,16 +73,18 @@ async def test_unknown_names_are_named(db) -> None:  # type: ignore[no-untyped-d
 
 
 async def test_csv_parses_back_and_neutralises_formulas(db, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    world = await build(db)
+    world = await build(db, now=dt.datetime(2026, 11, 24, 2, 0, tzinfo=dt.UTC))
     cert = await uow(db, certificates.issue, world.enrollments["D1"],
                      settings=settings_for(tmp_path))
-    name, data, count = await uow(db, reports.csv_for, course="basics")
+    name, data, count = await uow(db, reports.csv_for, course="basics",
+                                  timezone="Asia/Shanghai")
     assert name == "training-basics.csv" and count == 4
     assert data.startswith(b"\xef\xbb\xbf")  # BOM: Excel reads the Chinese right
     table = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
     by_code = {r["dealer_code"]: r for r in table}
     assert by_code["D1"]["dealer_name"] == "甲商贸"
     assert by_code["D1"]["certificate_code"] == cert.code
+    assert by_code["D1"]["enrolled_at"] == "2026-11-14 10:00:00"  # Shanghai time
     assert (by_code["D1"]["items_done"], by_code["D1"]["items_total"]) == ("3", "3")
     assert by_code["D4"]["quiz_scores"] == "40"
     assert by_code["D4"]["dealer_name"] == "'" + EVIL  # shown as text, never run

@@ -65,7 +65,8 @@ async def cmd_progress(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         async with g.db.transaction() as s:
             if query.csv:
                 name, data, rows = await reports.csv_for(s, course=query.course, group=query.group,
-                                                   dealer=query.dealer)
+                                                   dealer=query.dealer,
+                                                   timezone=g.settings.app.timezone)
             else:
                 screen = await reports.query_screen(s, query)
     except NotFound as exc:
