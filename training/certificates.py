@@ -154,6 +154,7 @@ def pdf_bytes(cert: Certificate, settings: Settings) -> bytes:
     """The certificate as a PDF (A4 landscape), without writing it anywhere."""
     from reportlab.lib.colors import HexColor
     from reportlab.lib.pagesizes import A4, landscape
+    from reportlab.pdfbase.pdfmetrics import stringWidth
     from reportlab.pdfgen import canvas
 
     _register_fonts()
@@ -177,8 +178,11 @@ def pdf_bytes(cert: Certificate, settings: Settings) -> bytes:
     c.rect(38, 38, width - 76, height - 76)
 
     def line(text: str, y: float, size: int, color: str = "#222222") -> None:
+        font = _font(text)
+        while size > 8 and stringWidth(text, font, size) > width - 120:
+            size -= 1  # a long course title shrinks to fit inside the border
         c.setFillColor(HexColor(color))
-        c.setFont(_font(text), size)
+        c.setFont(font, size)
         c.drawCentredString(width / 2, y, text)
 
     line(r.render("training_cert_pdf_title", zh), height - 110, 40, "#8a6d3b")
