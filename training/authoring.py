@@ -538,19 +538,21 @@ async def save(s: AsyncSession, who: Author, draft: AuthoringDraft, *,
                cfg: TrainingSection) -> Screen:
     """Save the draft as a course (once: open → saved by a conditional UPDATE). With problems
     nothing is saved, every problem is shown and the draft stays open."""
-    spec = course_spec(draft.spec)
-    edit = bool(draft.spec.get("flow", {}).get("edit"))
-    taken = await s.scalar(select(Course.id).where(Course.code == spec.code)) is not None
-    found = _save_problems(spec, edit, taken)
-    if found:
-        return _screen("training_course_invalid", draft,
-                       problems="\n".join(f"• {p}" for p in found[:20]))
     claimed = await s.execute(update(AuthoringDraft)
                               .where(AuthoringDraft.id == draft.id,
                                      AuthoringDraft.status == "open")
                               .values(status="saved", updated_at=utcnow()))
+    spec = course_spec(draft.spec)
     if not claimed.rowcount:
         return Screen("training_author_already_saved", {"code": spec.code})
+    edit = bool(draft.spec.get("flow", {}).get("edit"))
+    taken = await s.scalar(select(Course.id).where(Course.code == spec.code)) is not None
+    found = _save_problems(spec, edit, taken)
+    if found:  # not saved: the draft stays open (in this same transaction)
+        await s.execute(update(AuthoringDraft).where(AuthoringDraft.id == draft.id)
+                        .values(status="open"))
+        return _screen("training_course_invalid", draft,
+                       problems="\n".join(f"• {p}" for p in found[:20]))
     course = await courses.save_course(s, spec, actor=f"tg:{who.user_id}", source="telegram",
                                        default_pass_mark=cfg.default_pass_mark)
     await s.execute(update(AuthoringDraft).where(AuthoringDraft.id == draft.id)

@@ -108,7 +108,8 @@ async def test_full_flow_saves_lessons_files_and_a_quiz_once(db) -> None:  # typ
     await send(db, TRAINER, text("Put it at eye level."))
     assert (await tap(db, TRAINER, "quiz", draft_id)).template == "training_author_ask_pass_mark"
     assert (await send(db, TRAINER, text("80"))).template == "training_author_ask_questions"
-    single = await send(db, TRAINER, text("Classic flavour?\n* Braised beef\nSeafood\n? Since 1996"))
+    single = await send(db, TRAINER,
+                        text("Classic flavour?\n* Braised beef\nSeafood\n? Since 1996"))
     assert single.template == "training_author_question_added" and not single.vars["multi"]
     multi = await send(db, TRAINER, text("Which are cup noodles?\n*Cup A\n＊Cup B\nBag C"))
     assert multi.vars["multi"] and multi.vars["options"][1] == ("Cup B", True)
@@ -158,6 +159,23 @@ async def test_full_flow_saves_lessons_files_and_a_quiz_once(db) -> None:  # typ
     assert (await draft_of(db, TRAINER)).status == "saved"
     # The draft is closed: messages from the trainer go on to the assistant again.
     assert await send(db, TRAINER, text("hello")) is None
+
+
+async def test_two_taps_racing_save_once(db) -> None:  # type: ignore[no-untyped-def]
+    """Both taps read the open draft before either saved: the conditional UPDATE lets one
+    through."""
+    await people(db)
+    draft_id = await start(db)
+    await send(db, TRAINER, text("Some text"))
+    async with db.transaction() as s:
+        seen = await s.get(AuthoringDraft, draft_id)
+    assert seen is not None and seen.status == "open"
+    first = await uow(db, authoring.save, TRAINER, seen, cfg=CFG)
+    second = await uow(db, authoring.save, TRAINER, seen, cfg=CFG)
+    assert (first.template, second.template) == ("training_author_saved",
+                                                 "training_author_already_saved")
+    async with db.transaction() as s:
+        assert (await courses.by_code(s, "basics")).version == 1
 
 
 async def test_invalid_quiz_shows_the_problem_and_saves_nothing(db) -> None:  # type: ignore[no-untyped-def]
@@ -335,7 +353,8 @@ async def test_trainer_writes_a_course_in_the_chat(bot: Harness) -> None:
     assert texts(await bot.say("trainer", "你好"))[0].strip() == unavailable
     assert texts(await bot.say("trainer", "/cancel"))[0].strip() == \
         said("handoff_nothing_to_cancel", "zh-Hans")
-    # A dealer is refused in words.
+    # A dealer is refused in words (the persona writes English: replies in English).
+    await bot.say("dealer", "hello")
     assert texts(await bot.say("dealer", "/newcourse x"))[0].startswith(
         "Only trainers can write courses")
 
@@ -373,3 +392,7 @@ async def test_trainer_writes_a_course_in_the_chat(bot: Harness) -> None:
     assert item.attachments[0]["ref"] == lesson["photo"][-1]["file_id"]
     # The draft is closed: free text is the assistant's again.
     assert texts(await bot.say("trainer", "还有问题"))[0].strip() == unavailable
+    # With an open draft, /cancel is the draft's (before the hand-off's /cancel).
+    assert "新课程" in texts(await bot.say("trainer", "/newcourse"))[0]
+    assert "已取消" in texts(await bot.say("trainer", "/cancel"))[0]
+    assert texts(await bot.say("trainer", "再见"))[0].strip() == unavailable
