@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -238,7 +239,12 @@ class AuthoringDraft(Base):
     dict; `step` is where the guided flow is."""
 
     __tablename__ = "training_drafts"
-    __table_args__ = (Index("ix_training_drafts_author", "telegram_user_id", "status"),)
+    __table_args__ = (
+        Index("ix_training_drafts_author", "telegram_user_id", "status"),
+        # One open draft per trainer, by the database (a second /newcourse finds it taken).
+        Index("uq_training_drafts_open", "telegram_user_id", unique=True,
+              sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     telegram_user_id: Mapped[int] = mapped_column(BigInteger)
