@@ -37,7 +37,7 @@ from core.screens import Screen, button
 from core.services.outbox import enqueue
 from core.settings import TrainingSection
 from training import courses
-from training.content import _insert
+from training.content import ItemMessage, _insert, item_messages
 from training.models import AuthoringDraft, Course
 from training.spec import (
     KEY_RE,
@@ -587,11 +587,11 @@ async def preview(s: AsyncSession, who: Author, draft: AuthoringDraft, *,
     common = dict(locale=who.locale, priority=PRIORITY_INTERACTIVE,
                   ref=f"training:preview:{draft.id}")
     for position, item in enumerate(spec.items, 1):
-        for template, variables, buttons, media in _item_messages(draft.id, spec, item, position,
-                                                                  cfg.default_pass_mark):
+        for m in _item_messages(draft.id, spec, item, position, cfg.default_pass_mark):
             queued = await enqueue(
-                s, who.chat_id, template=template, variables=variables, buttons=buttons,
-                media_kind=media.kind if media else None, media_ref=media.ref if media else None,
+                s, who.chat_id, template=m.template, variables=m.variables, buttons=m.buttons,
+                media_kind=m.media["kind"] if m.media else None,
+                media_ref=m.media["ref"] if m.media else None,
                 dedupe_key=f"trna:pv:{draft.id}:{rev}:{sent}", not_before=when + PREVIEW_GAP * sent,
                 **common)
             if queued is None:  # this version was previewed already: it is above
@@ -605,25 +605,12 @@ async def preview(s: AsyncSession, who: Author, draft: AuthoringDraft, *,
 
 
 def _item_messages(draft_id: int, course: CourseSpec, item: ItemSpec, position: int,
-                   default_pass_mark: int
-                   ) -> list[tuple[str, dict[str, Any], list[dict[str, Any]],
-                                   AttachmentSpec | None]]:
-    """The messages `training.content.queue_item` queues for this item (template, variables,
-    buttons, media), the dealer's buttons inert (`trna:pv:`)."""
-    files = [a for a in item.attachments if a.kind in ("photo", "document")]
-    buttons: list[dict[str, Any]] = [{"label": (a.name or a.ref)[:60], "url": a.ref}
-                                     for a in item.attachments if a.kind == "link"]
-    quiz = item.kind == "quiz"
-    buttons.append(button("training_btn_start_quiz" if quiz else "training_btn_done",
-                          payload("pv", draft_id)))
-    first = files[0] if files else None
-    variables = {"course": course.title, "title": item.title, "body": item.body,
-                 "position": position, "total": len(course.items),
-                 "pass_mark": (default_pass_mark if item.pass_mark is None else item.pass_mark)
-                 if quiz else None,
-                 "questions": item.draw, "caption": first.caption if first else ""}
-    out: list[tuple[str, dict[str, Any], list[dict[str, Any]], AttachmentSpec | None]] = [
-        ("training_quiz_intro" if quiz else "training_lesson", variables, buttons, first)]
-    out.extend(("training_attachment", {"name": extra.name, "caption": extra.caption}, [], extra)
-               for extra in files[1:])
-    return out
+                   default_pass_mark: int) -> list[ItemMessage]:
+    """The messages `training.content.queue_item` queues for this item, the dealer's buttons
+    inert (`trna:pv:`)."""
+    return item_messages(
+        course_title=course.title, kind=item.kind, title=item.title, body=item.body,
+        attachments=[a.as_dict() for a in item.attachments], position=position,
+        total=len(course.items),
+        pass_mark=default_pass_mark if item.pass_mark is None else item.pass_mark,
+        draw=item.draw, action=payload("pv", draft_id))

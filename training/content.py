@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -105,43 +106,62 @@ class Target:
     locale: str | None = None
 
 
+@dataclass(frozen=True)
+class ItemMessage:
+    """One outbox message of an item: template, variables, buttons and an optional file."""
+
+    template: str
+    variables: dict[str, Any]
+    buttons: list[dict[str, Any]]
+    media: dict[str, Any] | None = None
+
+
+def item_messages(*, course_title: str, kind: str, title: str, body: str,
+                  attachments: list[dict[str, Any]], position: int, total: int,
+                  pass_mark: int | None, draw: int | None, action: str) -> list[ItemMessage]:
+    """The messages a dealer gets for an item (see the module doc); `action` is the payload
+    of its Done / Start-the-quiz button. The trainer's preview shows exactly these."""
+    files = [a for a in attachments if a.get("kind") in ("photo", "document")]
+    buttons: list[dict[str, Any]] = [{"label": (a.get("name") or a["ref"])[:60], "url": a["ref"]}
+                                     for a in attachments if a.get("kind") == "link"]
+    quiz = kind == "quiz"
+    buttons.append(button("training_btn_start_quiz" if quiz else "training_btn_done", action))
+    first = files[0] if files else None
+    variables = {"course": course_title, "title": title, "body": body or "",
+                 "position": position, "total": total, "pass_mark": pass_mark if quiz else None,
+                 "questions": draw, "caption": (first or {}).get("caption", "")}
+    out = [ItemMessage("training_quiz_intro" if quiz else "training_lesson", variables, buttons,
+                       first)]
+    out.extend(ItemMessage("training_attachment", {"name": extra.get("name") or "",
+                                                   "caption": extra.get("caption") or ""},
+                           [], extra) for extra in files[1:])
+    return out
+
+
 async def queue_item(s: AsyncSession, enrollment: Enrollment, item: CourseItem, course: Course,
                      target: Target, *, total: int, priority: int = PRIORITY_NOTICE,
                      dedupe_key: str | None = None, campaign_id: int | None = None,
                      not_before: dt.datetime | None = None, ref: str | None = None) -> int:
     """Queue the item for the dealer (see the module doc); returns how many rows were queued
     (0 when `dedupe_key` was queued before). Records the item as delivered."""
-    files = [a for a in item.attachments or [] if a.get("kind") in ("photo", "document")]
-    links = [a for a in item.attachments or [] if a.get("kind") == "link"]
-    buttons = [{"label": (a.get("name") or a["ref"])[:60], "url": a["ref"]} for a in links]
-    if item.kind == "quiz":
-        buttons.append(button("training_btn_start_quiz", payload("quiz", enrollment.id, item.id)))
-        template = "training_quiz_intro"
-    else:
-        buttons.append(button("training_btn_done", payload("done", enrollment.id, item.id)))
-        template = "training_lesson"
-    first = files[0] if files else None
-    variables = {"course": course.title, "title": item.title, "body": item.body or "",
-                 "position": item.position, "total": total, "pass_mark": item.pass_mark,
-                 "questions": item.draw, "caption": (first or {}).get("caption", "")}
+    verb = "quiz" if item.kind == "quiz" else "done"
+    messages = item_messages(
+        course_title=course.title, kind=item.kind, title=item.title, body=item.body,
+        attachments=list(item.attachments or []), position=item.position, total=total,
+        pass_mark=item.pass_mark, draw=item.draw, action=payload(verb, enrollment.id, item.id))
     common = dict(locale=target.locale, priority=priority, campaign_id=campaign_id,
                   ref=ref or f"training:{course.code}:{item.key}")
     when = not_before or utcnow()
     queued = 0
-    message_id = await enqueue(
-        s, target.chat_id, template=template, variables=variables, buttons=buttons,
-        media_kind=first["kind"] if first else None, media_ref=first["ref"] if first else None,
-        dedupe_key=dedupe_key, not_before=when, **common)
-    if message_id is None:
-        return 0
-    queued += 1
-    for n, extra in enumerate(files[1:], 1):
-        if await enqueue(
-                s, target.chat_id, template="training_attachment",
-                variables={"name": extra.get("name") or "", "caption": extra.get("caption") or ""},
-                media_kind=extra["kind"], media_ref=extra["ref"],
-                dedupe_key=f"{dedupe_key}:a{n}" if dedupe_key else None,
-                not_before=when + EXTRA_ATTACHMENT_GAP * n, **common):
-            queued += 1
+    for n, m in enumerate(messages):
+        message_id = await enqueue(
+            s, target.chat_id, template=m.template, variables=m.variables, buttons=m.buttons,
+            media_kind=m.media["kind"] if m.media else None,
+            media_ref=m.media["ref"] if m.media else None,
+            dedupe_key=(f"{dedupe_key}:a{n}" if n else dedupe_key) if dedupe_key else None,
+            not_before=when + EXTRA_ATTACHMENT_GAP * n, **common)
+        if message_id is None and n == 0:
+            return 0  # queued before (same dedupe key): nothing more to do
+        queued += message_id is not None
     await mark_delivered(s, enrollment.id, item.id)
     return queued
