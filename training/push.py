@@ -46,6 +46,7 @@ from community.groups import BadOptions, parse_options, staff_role
 from community.models import CommunityGroup, GroupMember
 from core.errors import DomainError, NotFound, PermissionDenied
 from core.models import PRIORITY_BULK, AuditLog, Customer, TelegramIdentity, utcnow
+from core.screens import Screen, button
 from core.services import outbox
 from training import content, courses
 from training.models import Course, CourseItem, Enrollment, ItemProgress, Push, PushRun
@@ -375,7 +376,12 @@ async def create_push(s: AsyncSession, *, course_code: str, item_key: str | None
         segment = parse_segment(segment)
     if not segment.get("all") and not any(segment.get(k) for k in SEGMENT_PARTS):
         raise PushInvalid("empty segment", problem="tiers=… regions=… groups=… dealers=… or all")
-    course = await courses.by_code(s, course_code)
+    try:
+        course = await courses.by_code(s, course_code)
+    except NotFound:
+        known = ", ".join(c.code for c in await courses.published(s)) or "none yet"
+        raise PushInvalid(f"no course {course_code!r}",
+                          problem=f"no course {course_code} (courses: {known})") from None
     item = None
     if item_key:
         item = await s.scalar(select(CourseItem).where(
@@ -425,10 +431,11 @@ async def create_push(s: AsyncSession, *, course_code: str, item_key: str | None
 
 async def confirm(s: AsyncSession, push_id: int, actor: str, *,
                   now: dt.datetime | None = None) -> PushView | None:
-    """Make a draft active, once (a conditional UPDATE: a double tap finds it taken → None);
-    a push for now fires in this transaction. A weekly/once push whose preview was left
-    waiting past its time still fires (the scheduler catches up)."""
-    won = await s.execute(update(Push).where(Push.id == push_id, Push.status == "draft")
+    """Make the actor's own draft active, once (a conditional UPDATE: a double tap, or a
+    payload naming someone else's draft, changes nothing → None); a push for now fires in this
+    transaction. A once/weekly push whose preview waited past its time fires at the next tick."""
+    won = await s.execute(update(Push).where(Push.id == push_id, Push.status == "draft",
+                                             Push.created_by == actor[:100])
                           .values(status="active").execution_options(synchronize_session=False))
     if won.rowcount != 1:
         return None
@@ -557,6 +564,16 @@ async def fire_due(s: AsyncSession, now: dt.datetime | None = None, *,
 # --------------------------------------------------------------------------- list, cancel
 
 
+async def drop_draft(s: AsyncSession, push_id: int, actor: str) -> bool:
+    """The author taps Cancel under the preview: the draft is cancelled (False if it was
+    confirmed or dropped before, or is not theirs)."""
+    won = await s.execute(update(Push).where(Push.id == push_id, Push.status == "draft",
+                                             Push.created_by == actor[:100])
+                          .values(status="cancelled")
+                          .execution_options(synchronize_session=False))
+    return won.rowcount == 1
+
+
 async def cancel(s: AsyncSession, push_id: int, actor: str) -> PushView | None:
     """Cancel a draft or an active push (its queued messages are not recalled: see
     `outbox.cancel_campaign`); None when it was already done/cancelled. NotFound if no push."""
@@ -592,6 +609,69 @@ async def list_pushes(s: AsyncSession, *, include_finished: bool = False,
     pushes = (await s.scalars(q.order_by(Push.status, Push.next_due_at, Push.id.desc())
                               .limit(limit))).all()
     return [await _view(s, p) for p in pushes]
+
+
+# --------------------------------------------------------------------------- screens
+
+PAYLOAD = re.compile(r"^trnp:(ok|no|cancel):(\d{1,15})$")
+
+
+def parse_payload(data: str | None) -> tuple[str, int] | None:
+    """(verb, push id) of a `trnp:ok|no|cancel:<id>` button, or None if we never sent it."""
+    m = PAYLOAD.match(data or "")
+    return (m.group(1), int(m.group(2))) if m else None
+
+
+def _local(value: dt.datetime | None, timezone: str) -> str | None:
+    return f"{value.astimezone(zone(timezone)):%Y-%m-%d %H:%M} {timezone}" if value else None
+
+
+def when_vars(view: PushView, app_timezone: str = DEFAULT_TIMEZONE,
+              trainer_timezone: str | None = None) -> dict[str, Any]:
+    """The variables of `training_push_when`: the next time in app.timezone and, when the
+    trainer named another zone, in theirs."""
+    other = trainer_timezone if trainer_timezone and trainer_timezone != app_timezone else None
+    return {"schedule": view.schedule, "weekday": view.weekday, "at_time": view.at_time,
+            "timezone": view.timezone, "when_app": _local(view.next_due_at, app_timezone),
+            "when_trainer": _local(view.next_due_at, other) if other else None}
+
+
+def preview_screen(view: PushView, app_timezone: str = DEFAULT_TIMEZONE,
+                   trainer_timezone: str | None = None) -> Screen:
+    """The preview of a draft with Send / Cancel."""
+    return Screen("training_push_preview", {
+        "id": view.id, "course": view.course_title, "course_code": view.course_code,
+        "lesson": view.item_title, "lesson_key": view.item_key, "segment": view.segment_text,
+        "dealers": view.dealers, "reachable": view.reachable, "unreachable": view.unreachable,
+        "unknown_dealers": ", ".join(view.unknown_dealers),
+        "unknown_groups": ", ".join(view.unknown_groups),
+        **when_vars(view, app_timezone, trainer_timezone)},
+        [button("training_btn_push_send", f"trnp:ok:{view.id}"),
+         button("training_btn_push_cancel", f"trnp:no:{view.id}")])
+
+
+def result_screen(view: PushView, app_timezone: str = DEFAULT_TIMEZONE) -> Screen:
+    """After Send: what was queued now, or when it will go."""
+    if view.fired is not None:
+        f = view.fired
+        return Screen("training_push_sent", {
+            "id": view.id, "queued": f.queued, "course": view.course_title,
+            "lesson": view.item_title, "campaign": f.campaign_id, "unreachable": f.unreachable,
+            "already_done": f.already_done})
+    return Screen("training_push_scheduled", {
+        "id": view.id, **when_vars(view, app_timezone, view.timezone)})
+
+
+def list_screen(views: list[PushView], app_timezone: str = DEFAULT_TIMEZONE) -> Screen:
+    """/pushes: the active pushes, a cancel button each."""
+    if not views:
+        return Screen("training_push_none")
+    rows = [{"id": v.id, "course": v.course_title, "lesson": v.item_title,
+             "segment": v.segment_text, "runs": v.runs, **when_vars(v, app_timezone)}
+            for v in views]
+    return Screen("training_push_list", {"pushes": rows},
+                  [button("training_btn_push_cancel_one", f"trnp:cancel:{v.id}", id=v.id)
+                   for v in views])
 
 
 def command_options(text: str) -> dict[str, str]:
