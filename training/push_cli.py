@@ -2,8 +2,7 @@
 `python -m training` by `add_parsers`).
 
     python -m training push basics --lesson intro --segment "tiers=key regions=华东"
-    python -m training push basics --segment "dealers=D001,D002" --every mon@09:00 \
-        --tz Europe/Berlin
+    python -m training push basics --segment "dealers=D001" --every mon@09:00 --tz Europe/Berlin
     python -m training pushes
     python -m training cancel-push 7
 

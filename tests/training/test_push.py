@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from community import groups
 from community.models import GroupMember
 from core.db import Database
-from core.errors import NotFound, PermissionDenied
+from core.errors import PermissionDenied
 from core.models import AuditLog, Customer, OutboxMessage
 from core.services.accounts import link_identity_directly
 from tests.conftest import uow
@@ -120,8 +120,9 @@ async def test_push_now_queues_once_per_reachable_dealer(db: Database) -> None:
 
 async def test_push_validation_names_the_fix(db: Database) -> None:
     await setup(db)
-    with pytest.raises(NotFound):
+    with pytest.raises(push.PushInvalid) as info:
         await uow(db, push.create_push, course_code="nope", segment="all", actor="t")
+    assert info.value.vars["problem"] == "no course nope (courses: basics)"
     with pytest.raises(push.PushInvalid) as info:
         await uow(db, push.create_push, course_code="basics", item_key="x", segment="all",
                   actor="t")
