@@ -3,23 +3,29 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import datetime as dt
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
+from bot.scheduler import EveryTick, Job, JobRun, run_due
+from bot.scheduler.jobs import default_jobs
 from community import groups
 from community.models import GroupMember
 from core.db import Database
 from core.errors import PermissionDenied
-from core.models import AuditLog, Customer, OutboxMessage
+from core.models import AuditLog, Customer, OutboxMessage, ScheduledRun
 from core.services.accounts import link_identity_directly
+from core.settings import load_settings
 from tests.conftest import uow
-from training import courses, push
+from training import courses, push, push_cli
 from training.models import Enrollment, ItemProgress, Push, PushRun
 from training.spec import CourseSpec, ItemSpec, QuestionSpec
 
+SETTINGS = load_settings(env={})
 SH = ZoneInfo("Asia/Shanghai")
 BERLIN = ZoneInfo("Europe/Berlin")
 GROUP = -100123
@@ -276,3 +282,118 @@ async def test_draft_confirm_once_and_cancel(db: Database) -> None:
     assert await uow(db, push.cancel, weekly.id, "t") is None
     assert await uow(db, push.list_pushes) == []
     assert await uow(db, push.fire_due, push.utcnow() + dt.timedelta(days=8)) == []
+
+
+# --------------------------------------------------------------------------- the scheduler
+
+
+def push_job() -> Job:
+    """The registered job that fires due pushes."""
+    return next(j for j in default_jobs(SETTINGS) if j.name == "training.pushes")
+
+
+async def test_scheduler_restart_spanning_the_slot_fires_once(db: Database) -> None:
+    """"A schedule that falls during a restart fires once — not zero, not twice"."""
+    await setup(db)
+    created = dt.datetime(2026, 11, 30, 8, 0, tzinfo=SH)
+    await uow(db, push.create_push, course_code="basics", item_key="shelf",
+              segment="tiers=key", actor="t", at="2026-11-30T09:00", now=created)
+    job = push_job()
+    assert isinstance(job.schedule, EveryTick)
+    before = await run_due(db, SETTINGS, [job], now=created + dt.timedelta(minutes=30))
+    assert [(o.status, o.result) for o in before] == [("ran", {})]
+    # down from 08:50 to 09:20; the first tick after the restart fires it
+    after = await run_due(db, SETTINGS, [job], now=created + dt.timedelta(minutes=80))
+    assert [f["queued"] for f in after[0].result["fired"]] == [2]
+    again = await run_due(db, SETTINGS, [job], now=created + dt.timedelta(minutes=81))
+    assert again[0].result == {}
+    assert await outbox_chats(db) == [2001, 2003]
+    async with db.transaction() as s:  # no scheduled_runs row per tick
+        assert await s.scalar(select(func.count()).select_from(ScheduledRun)) == 0
+
+
+async def test_two_schedulers_racing_fire_a_slot_once(db: Database) -> None:
+    await setup(db)
+    created = dt.datetime(2026, 11, 30, 8, 0, tzinfo=SH)
+    await uow(db, push.create_push, course_code="basics", segment="all", actor="t",
+              weekly="mon@09:00", now=created)
+    real = push_job()
+
+    async def slow(s, run: JobRun):  # type: ignore[no-untyped-def]
+        result = await real.run(s, run)
+        await asyncio.sleep(0.3)  # hold the claim while the other scheduler looks
+        return result
+
+    job = Job(real.name, real.schedule, slow)
+    other = Database(db.url, search_path=await _search_path(db))
+    now = created + dt.timedelta(hours=1, minutes=1)
+    try:
+        outcomes = await asyncio.gather(run_due(db, SETTINGS, [job], now=now),
+                                        run_due(other, SETTINGS, [job], now=now))
+    finally:
+        await other.dispose()
+    fired = [f for o in outcomes for f in (o[0].result or {}).get("fired", [])]
+    assert len(fired) == 1 and fired[0]["queued"] == 5, outcomes
+    # SQLite has one writer: the loser may fail its tick (rolled back) instead of finding
+    # nothing; PostgreSQL's loser skips the locked push.
+    statuses = sorted(o[0].status for o in outcomes)
+    if not db.is_sqlite:
+        assert statuses == ["ran", "ran"]
+    async with db.transaction() as s:
+        assert await s.scalar(select(func.count()).select_from(PushRun)) == 1
+    assert len(await outbox_chats(db)) == 5
+
+
+async def _search_path(db: Database) -> str | None:
+    if db.is_sqlite:
+        return None
+    async with db.transaction() as s:
+        return await s.scalar(text("SHOW search_path"))
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def cli(*argv: str) -> argparse.Namespace:
+    """Parse a `python -m training` command line with the push subcommands."""
+    parser = argparse.ArgumentParser(prog="python -m training")
+    push_cli.add_parsers(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def test_cli_commands_have_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("push", "pushes", "cancel-push"):
+        with pytest.raises(SystemExit) as exit_:
+            cli(name, "--help")
+        assert exit_.value.code == 0
+        assert "usage:" in capsys.readouterr().out
+
+
+async def test_cli_push_list_cancel(sqlite_db: Database, tmp_path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    await setup(sqlite_db)
+    settings = load_settings(env={"DATABASE_URL": sqlite_db.url})
+
+    async def run(*argv: str) -> tuple[int, str, str]:
+        args = cli(*argv)
+        code = await args.handler(settings, args)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    code, out, _ = await run("push", "basics", "--lesson", "intro", "--segment",
+                             "dealers=D001,D004,D404")
+    assert code == 0 and "sent now: 1 queued" in out and "unknown (left out): D404" in out
+    assert "reachable 1, not linked 1" in out
+    code, out, _ = await run("push", "basics", "--segment", "tiers=key", "--every",
+                             "mon@09:00", "--tz", "Europe/Berlin")
+    assert code == 0 and "every mon@09:00 Europe/Berlin" in out
+    code, out, _ = await run("pushes")
+    assert code == 0 and out.count("\n") == 1 and out.startswith("#2 [active]")
+    assert (await run("cancel-push", "2"))[0] == 0
+    code, _, err = await run("cancel-push", "2")
+    assert code == 1 and "already done or cancelled" in err
+    code, _, err = await run("push", "nope", "--segment", "all")
+    assert code == 1 and "courses: basics" in err
+    code, _, err = await run("push", "basics", "--segment", "all", "--at", "2001-01-01T09:00")
+    assert code == 1 and "in the past" in err
+    assert "no scheduled pushes" in (await run("pushes"))[1]
