@@ -17,15 +17,26 @@ from community import groups
 from community.models import GroupMember
 from core.db import Database
 from core.errors import PermissionDenied
-from core.models import AuditLog, Customer, OutboxMessage, ScheduledRun
+from core.models import AuditLog, Campaign, Customer, OutboxMessage, ScheduledRun
 from core.services.accounts import link_identity_directly
 from core.settings import load_settings
 from tests.conftest import uow
+from tests.delivery import conftest as delivery
+from tests.delivery.conftest import (
+    accepted,
+    fast_settings,
+    open_rows,
+    private_chats,
+    running_worker,
+    wait_until,
+)
+from tests.emulator.conftest import Control
 from training import courses, push, push_cli
 from training.models import Enrollment, ItemProgress, Push, PushRun
 from training.spec import CourseSpec, ItemSpec, QuestionSpec
 
 SETTINGS = load_settings(env={})
+emu, ctl, tgbot = delivery.emu, delivery.ctl, delivery.tgbot  # the worker's fixtures
 SH = ZoneInfo("Asia/Shanghai")
 BERLIN = ZoneInfo("Europe/Berlin")
 GROUP = -100123
@@ -397,3 +408,43 @@ async def test_cli_push_list_cancel(sqlite_db: Database, tmp_path,
     code, _, err = await run("push", "basics", "--segment", "all", "--at", "2001-01-01T09:00")
     assert code == 1 and "in the past" in err
     assert "no scheduled pushes" in (await run("pushes"))[1]
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+async def test_worker_delivers_a_pushed_lesson_within_limits_and_reports(
+        db: Database, ctl: Control, tgbot) -> None:  # type: ignore[no-untyped-def]
+    """40 dealers: every one gets the lesson once through the emulator's flood limits, and
+    the trainer's chat gets the campaign's final report."""
+    await setup(db)
+    async with db.transaction() as s:
+        for n in range(40):
+            s.add(Customer(code=f"M{n:03d}", kind="dealer", name="M", tier="general",
+                           region="西北"))
+        await s.flush()
+        for n in range(40):
+            await link_identity_directly(s, 30000 + n, "m", customer_code=f"M{n:03d}")
+    await private_chats(ctl, TRAINER, *range(30000, 30040))
+    view = await uow(db, push.create_push, course_code="basics", item_key="intro",
+                     segment="regions=西北", actor="tg:1003", report_chat_id=TRAINER)
+    assert view.fired is not None and view.fired.queued == 40
+
+    async def reported() -> bool:
+        async with db.transaction() as s:
+            c = await s.get(Campaign, view.fired.campaign_id)  # type: ignore[union-attr]
+            return c is not None and c.reported_at is not None and await open_rows(db) == 0
+
+    async with running_worker(fast_settings(), db, tgbot, progress_seconds=0.5):
+        await wait_until(reported, timeout=60, what="all sent and the final report")
+    per_chat = await accepted(ctl)
+    assert [per_chat.get(30000 + n) for n in range(40)] == [1] * 40 and per_chat[TRAINER] >= 1
+    lesson = (await ctl.get("chats/30007/history"))["messages"][-1]
+    assert "认识产品" in lesson["text"]
+    data = lesson["reply_markup"]["inline_keyboard"][-1][0]["callback_data"]
+    assert data.startswith("trn:done:")
+    async with db.transaction() as s:
+        final = await s.scalar(select(OutboxMessage).where(
+            OutboxMessage.chat_id == TRAINER,
+            OutboxMessage.dedupe_key == f"campaign:{view.fired.campaign_id}:final"))
+    assert final is not None and final.status == "sent" and final.variables["failed"] == 0
