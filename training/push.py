@@ -425,7 +425,7 @@ async def create_push(s: AsyncSession, *, course_code: str, item_key: str | None
                             "unknown_dealers": audience.unknown_dealers}))
     fired = None
     if push.schedule == "now" and not draft:
-        fired = await fire(s, push, "now", now)
+        fired = await fire(s, push, "now", now, audience=audience)
     return await _view(s, push, audience, fired)
 
 
@@ -455,12 +455,14 @@ def _insert(s: AsyncSession, model):  # type: ignore[no-untyped-def]
     return (pg_insert if dialect == "postgresql" else sqlite_insert)(model)
 
 
-async def fire(s: AsyncSession, push: Push, slot: str, now: dt.datetime) -> FireResult | None:
+async def fire(s: AsyncSession, push: Push, slot: str, now: dt.datetime, *,
+               audience: Audience | None = None) -> FireResult | None:
     """Fire one slot of a push, once: `PushRun(push, slot)` is inserted in this transaction
     with one campaign, the enrolments and one outbox item per reachable dealer (PRIORITY_BULK).
     A lesson push sends that lesson (not to dealers who finished it); a course or weekly push
     sends each dealer their next unfinished item (none once they finished the course).
-    None when this slot fired before."""
+    None when this slot fired before. `audience`: the segment just resolved (else resolved
+    here)."""
     run_id = await s.scalar(
         _insert(s, PushRun).values(push_id=push.id, slot=slot[:40], fired_at=now)
         .on_conflict_do_nothing(index_elements=["push_id", "slot"]).returning(PushRun.id))
@@ -471,24 +473,22 @@ async def fire(s: AsyncSession, push: Push, slot: str, now: dt.datetime) -> Fire
         raise NotFound(f"course of push {push.id} is gone", what="course", ref=str(push.id))
     items = {i.id: i for i in await courses.items(s, course.id)}
     fixed = items.get(push.item_id) if push.item_id else None
-    audience = await resolve(s, push.segment or {})
+    audience = audience or await resolve(s, push.segment or {})
     campaign = await outbox.start_campaign(
         s, "training_push", f"{course.title}" + (f" · {fixed.title}" if fixed else ""),
         push.created_by, push.report_chat_id)
-    done_items = set()
-    if fixed is not None:
-        done_items = set((await s.scalars(
-            select(Enrollment.customer_id)
-            .join(ItemProgress, ItemProgress.enrollment_id == Enrollment.id)
-            .where(Enrollment.course_id == course.id, ItemProgress.item_id == fixed.id,
-                   ItemProgress.done_at.is_not(None)))).all())
+    enrollments = await _enroll_all(s, course.id, [r.customer_id for r in audience.recipients],
+                                    push.id)
+    done = await _done_items(s, [e.id for e in enrollments.values()])
+    ordered = list(items.values())
     queued = already_done = 0
     for r in audience.recipients:
-        enrollment, _ = await content.enroll(s, course.id, r.customer_id, push_id=push.id)
-        if push.item_id is not None:
-            item = fixed if r.customer_id not in done_items else None
-        else:
-            item = await content.next_item(s, enrollment)
+        enrollment = enrollments[r.customer_id]
+        finished = done.get(enrollment.id, set())
+        if push.item_id is not None:  # a lesson removed from the course since: nothing
+            item = fixed if fixed is not None and fixed.id not in finished else None
+        else:  # the first active item not done: content.next_item, for all dealers at once
+            item = next((i for i in ordered if i.id not in finished), None)
         if item is None:
             already_done += 1
             continue
@@ -510,6 +510,38 @@ async def fire(s: AsyncSession, push: Push, slot: str, now: dt.datetime) -> Fire
     if push.schedule in ("now", "once"):
         push.status, push.next_due_at = "done", None
     return result
+
+
+BATCH = 500
+
+
+async def _enroll_all(s: AsyncSession, course_id: int, customer_ids: list[int],
+                      push_id: int) -> dict[int, Enrollment]:
+    """content.enroll for many dealers in a few statements (the same unique key: an existing
+    enrolment is kept as it is); customer id → enrolment."""
+    out: dict[int, Enrollment] = {}
+    for start in range(0, len(customer_ids), BATCH):
+        chunk = customer_ids[start:start + BATCH]
+        await s.execute(_insert(s, Enrollment)
+                        .values([{"course_id": course_id, "customer_id": c, "push_id": push_id,
+                                  "enrolled_at": utcnow()} for c in chunk])
+                        .on_conflict_do_nothing(index_elements=["course_id", "customer_id"]))
+        out.update({e.customer_id: e for e in (await s.scalars(
+            select(Enrollment).where(Enrollment.course_id == course_id,
+                                     Enrollment.customer_id.in_(chunk)))).all()})
+    return out
+
+
+async def _done_items(s: AsyncSession, enrollment_ids: list[int]) -> dict[int, set[int]]:
+    """Enrolment id → the items it has done."""
+    done: dict[int, set[int]] = {}
+    for start in range(0, len(enrollment_ids), BATCH):
+        rows = await s.execute(select(ItemProgress.enrollment_id, ItemProgress.item_id).where(
+            ItemProgress.enrollment_id.in_(enrollment_ids[start:start + BATCH]),
+            ItemProgress.done_at.is_not(None)))
+        for enrollment_id, item_id in rows.all():
+            done.setdefault(enrollment_id, set()).add(item_id)
+    return done
 
 
 async def fire_due(s: AsyncSession, now: dt.datetime | None = None, *,
