@@ -441,9 +441,15 @@ async def confirm(s: AsyncSession, push_id: int, actor: str, *,
         return None
     push = await s.get(Push, push_id, populate_existing=True)
     assert push is not None
+    now = (now or utcnow()).astimezone(dt.UTC)
+    due = _aware(push.next_due_at)
+    if push.schedule == "weekly" and due is not None and due <= now and push.weekday is not None:
+        # the preview waited past a weekly slot: start with the next one, not a catch-up
+        push.next_due_at = weekly_next(push.weekday, push.at_time or "09:00",
+                                       zone(push.timezone), now).astimezone(dt.UTC)
     s.add(AuditLog(actor=actor[:100], action="training.push_confirmed", subject=f"push:{push.id}",
                    details={}))
-    fired = await fire(s, push, "now", now or utcnow()) if push.schedule == "now" else None
+    fired = await fire(s, push, "now", now) if push.schedule == "now" else None
     return await _view(s, push, await resolve(s, push.segment), fired)
 
 

@@ -448,3 +448,15 @@ async def test_worker_delivers_a_pushed_lesson_within_limits_and_reports(
             OutboxMessage.chat_id == TRAINER,
             OutboxMessage.dedupe_key == f"campaign:{view.fired.campaign_id}:final"))
     assert final is not None and final.status == "sent" and final.variables["failed"] == 0
+
+
+async def test_a_weekly_preview_confirmed_late_starts_at_the_next_slot(db: Database) -> None:
+    await setup(db)
+    sunday = dt.datetime(2026, 11, 29, 20, 0, tzinfo=SH)
+    draft = await uow(db, push.create_push, course_code="basics", segment="tiers=key",
+                      actor="t", weekly="mon@09:00", draft=True, now=sunday)
+    tuesday = sunday + dt.timedelta(days=2)
+    view = await uow(db, push.confirm, draft.id, "t", now=tuesday)
+    assert view is not None and view.due_in("Asia/Shanghai") == \
+        dt.datetime(2026, 12, 7, 9, 0, tzinfo=SH)
+    assert await uow(db, push.fire_due, tuesday) == []
