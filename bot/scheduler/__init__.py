@@ -11,6 +11,10 @@ instances (`python -m bot.scheduler`, the `scheduler:` line of the Procfile).
   waits on the first's transaction and then finds the key taken (PostgreSQL), or waits for
   SQLite's write lock and then finds it; a failed run rolls back its row with its work, so the
   slot is tried again at the next tick. Nothing is ever half-done or done twice.
+- **Every tick** (`EveryTick()`): a job that runs at each tick with no scheduled_runs row
+  (one row per tick would be noise). Only for work that is one-time by its own unique keys —
+  training pushes fire a slot by inserting `PushRun(push, slot)` with their messages. The job
+  still runs in one transaction; a failure rolls back and the next tick tries again.
 - **Catch-up**: a scheduler that was down when a slot fell due runs it when it comes back, as
   long as the slot is at most `catch_up` old (older missed slots are skipped: the next slot
   of a daily job does their work anyway — expiry and maturing are "everything due by today").
@@ -75,6 +79,16 @@ class Monthly:
 
 
 @dataclass(frozen=True)
+class EveryTick:
+    """Every tick of the scheduler (slot "tick"); no scheduled_runs row: the job's own unique
+    keys make its work one-time."""
+
+    def latest(self, now: dt.datetime) -> tuple[str, dt.datetime]:
+        """The slot is now."""
+        return "tick", now
+
+
+@dataclass(frozen=True)
 class JobRun:
     """What a job's function gets: its slot, when it fell due, now, and the settings."""
 
@@ -93,7 +107,7 @@ class Job:
     """A named schedule and the work of one slot."""
 
     name: str
-    schedule: Daily | Monthly
+    schedule: Daily | Monthly | EveryTick
     run: JobFn
     catch_up: dt.timedelta = dt.timedelta(days=1)
     enabled: Callable[[Settings], bool] = field(default=lambda _settings: True)
@@ -130,6 +144,8 @@ async def run_job(db: Database, settings: Settings, job: Job, now: dt.datetime, 
     slot, due = job.schedule.latest(now.astimezone(tz))
     if not job.enabled(settings):
         return Outcome(job.name, slot, "disabled")
+    if isinstance(job.schedule, EveryTick):
+        return await _run_tick(db, settings, job, now)
     if now - due > job.catch_up:
         return Outcome(job.name, slot, "too_late")
     async with db.transaction() as s:  # a cheap look first: no write lock for done slots
@@ -149,6 +165,18 @@ async def run_job(db: Database, settings: Settings, job: Job, now: dt.datetime, 
         return Outcome(job.name, slot, "failed")
     log.info("job %s slot %s done: %s", job.name, slot, result)
     return Outcome(job.name, slot, "ran", result)
+
+
+async def _run_tick(db: Database, settings: Settings, job: Job, now: dt.datetime) -> Outcome:
+    try:
+        async with db.transaction() as s:
+            result = await job.run(s, JobRun(job.name, "tick", now, now, settings)) or {}
+    except Exception:  # rolled back: the next tick tries again
+        log.exception("job %s failed; will retry next tick", job.name)
+        return Outcome(job.name, "tick", "failed")
+    if result:
+        log.info("job %s: %s", job.name, result)
+    return Outcome(job.name, "tick", "ran", result)
 
 
 async def run_due(db: Database, settings: Settings, jobs: list[Job], *,

@@ -7,10 +7,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.scheduler import Daily, Job, JobRun, Monthly
+from bot.scheduler import Daily, EveryTick, Job, JobRun, Monthly
 from community import leaderboards as _community_boards  # noqa: F401 (registers the groups)
 from community.points import jobs as points_jobs
 from core.settings import Settings
+from training import push as training_push
 from training import reminders as training_reminders
 
 
@@ -31,6 +32,11 @@ async def _training_reminders(s: AsyncSession, run: JobRun) -> dict[str, Any]:
                                                     timezone=run.settings.app.timezone)
 
 
+async def _training_pushes(s: AsyncSession, run: JobRun) -> dict[str, Any]:
+    fired = await training_push.fire_due(s, run.now)
+    return {"fired": [f.as_dict() for f in fired]} if fired else {}
+
+
 def default_jobs(settings: Settings) -> list[Job]:
     """The jobs `python -m bot.scheduler` runs (times from config.yml, in app.timezone)."""
     p = settings.points
@@ -41,4 +47,5 @@ def default_jobs(settings: Settings) -> list[Job]:
         Job("points.leaderboards", Monthly(p.statements_at, day=1), _points_leaderboards,
             catch_up=dt.timedelta(days=3), enabled=lambda st: st.points.leaderboard_posts),
         Job("training.reminders", Daily(settings.training.remind_at), _training_reminders),
+        Job("training.pushes", EveryTick(), _training_pushes),
     ]

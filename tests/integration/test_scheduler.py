@@ -160,6 +160,7 @@ async def test_points_jobs_mature_expire_remind_and_send_statements_once(
     jobs = [j for j in default_jobs(SETTINGS) if j.name.startswith("points.")]
     assert [j.name for j in jobs] == ["points.daily", "points.statements",
                                       "points.leaderboards"]
+    assert "training.pushes" in [j.name for j in default_jobs(SETTINGS)]
     # 2025-12-01 09:30: daily (matures the order) and November's statements.
     out = {o.job: o for o in await run_due(db, SETTINGS, jobs, now=local(2025, 12, 1, 9, 30))}
     assert out["points.daily"].status == "ran" and out["points.daily"].result["matured"] == 1
