@@ -75,12 +75,13 @@ _NUMBER_PREFIX = re.compile(r"^\d+[-_. ]*")
 
 @dataclass
 class BundleFile:
-    """An attachment file of the bundle: where it is, and which attachment it belongs to
-    (item and attachment index in the spec)."""
+    """An attachment file of the bundle: where it is, which attachment it belongs to (item
+    and attachment index in the spec) and the name it is stored (and sent) under."""
 
     source: Path
     item: int
     attachment: int
+    name: str
 
 
 @dataclass
@@ -135,7 +136,7 @@ def store_files(bundle: Bundle, root: Path) -> CourseSpec:
     absolute paths. Call it only for a bundle without problems."""
     spec = copy.deepcopy(bundle.spec)
     for f in bundle.files:
-        spec.items[f.item].attachments[f.attachment].ref = str(_store(f.source, root))
+        spec.items[f.item].attachments[f.attachment].ref = str(_store(f.source, root, f.name))
     return spec
 
 
@@ -263,7 +264,8 @@ class _Loader:
     def path(self, rel: Any, where: str) -> Path | None:
         """The file `rel` names, if it is a regular file inside the folder."""
         if not isinstance(rel, str) or not rel.strip():
-            self.problem(f"{where}: a file name is missing")
+            self.problem(f"{where}: give a file name inside the folder (like 01-intro.md or "
+                         "images/photo.png)")
             return None
         pure = PurePosixPath(rel.strip().replace("\\", "/"))
         if pure.is_absolute() or ".." in pure.parts or re.match(r"^(~|[A-Za-z]:)", str(pure)):
@@ -305,7 +307,10 @@ class _Loader:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
+            context = getattr(exc, "context_mark", None)
             line = f" at line {mark.line + first_line}" if mark is not None else ""
+            if context is not None and mark is not None and context.line != mark.line:
+                line += f" (in what starts at line {context.line + first_line})"
             reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             self.problem(f"{where}: not valid YAML{line}: {reason}")
             return None
@@ -412,9 +417,12 @@ class _Loader:
             path = self.path(ref, where)
             if path is None or not self.fits(kind, path, ref, where):
                 return
-            if kind == "document" and not attachment.name:
-                attachment.name = path.name
-            self.files.append(BundleFile(path, self.index, len(item.attachments)))
+            stored = path.name
+            if kind == "document":  # Telegram shows the file's name: make it the given one
+                attachment.name = attachment.name or path.name
+                stored = attachment.name if attachment.name.lower().endswith(
+                    path.suffix.lower()) else attachment.name + path.suffix
+            self.files.append(BundleFile(path, self.index, len(item.attachments), stored))
         item.attachments.append(attachment)
 
     def fits(self, kind: str, path: Path, rel: str, where: str) -> bool:
@@ -512,7 +520,7 @@ def safe_name(name: str) -> str:
     return stem[:90] + suffix
 
 
-def _store(source: Path, root: Path) -> Path:
+def _store(source: Path, root: Path, name: str) -> Path:
     digest = hashlib.sha256()
     with source.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -521,7 +529,7 @@ def _store(source: Path, root: Path) -> Path:
     for d in (root, folder):
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
         d.chmod(0o700)
-    target = folder / safe_name(source.name)
+    target = folder / safe_name(name)
     if target.is_file() and target.stat().st_size == source.stat().st_size:
         return target
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".part-")
