@@ -222,7 +222,7 @@ class _Loader:
         if not isinstance(entries, list) or not entries:
             self.problem(f"{COURSE_FILE}: `items:` must list the lesson (.md) and quiz (.yml) "
                          "files in order, one per line starting with '- '")
-            return self._done(bundle, run_rules=False)
+            return self._done(bundle, run_rules=True)
         broken: set[int] = set()
         for n, entry in enumerate(entries):
             self.index = n
@@ -254,6 +254,8 @@ class _Loader:
                     p = "" if n in broken else f"{name}{p[len(prefix):]}"
                     break
             else:
+                if not bundle.spec.items and p.endswith("has no lessons or quizzes"):
+                    continue  # already said: `items:` is missing
                 p = p.replace("course:", f"{COURSE_FILE}:", 1)
             if p:
                 out.append(p)
