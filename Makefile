@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIPOPTS ?= -q
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-rasa run test test-fast lint import link-code train nlu-eval bench-latency bench-delivery bench-points bench-community clean
+.PHONY: help install install-rasa run test test-fast lint import import-course link-code train nlu-eval bench-latency bench-delivery bench-points bench-community clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -49,6 +49,10 @@ train: install install-rasa ## train the Rasa model if its inputs changed
 
 import: install ## import CSV files: make import DATA=path/to/folder
 	$(PY) -m core.cli import $(DATA)
+
+import-course: install ## check and import a course folder: make import-course COURSE=path [ARGS=--dry-run]
+	@test -n "$(COURSE)" || { echo "give the course folder: make import-course COURSE=data/demo/training/product-basics"; exit 2; }
+	$(PY) -m training import $(COURSE) $(ARGS)
 
 link-code: install ## issue a link code: make link-code CUSTOMER=R001
 	$(PY) -m core.cli link-code --customer $(CUSTOMER)

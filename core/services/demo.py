@@ -1,4 +1,5 @@
-"""Demo data: import data/demo/*.csv (promotions kept current) and link the sandbox personas.
+"""Demo data: import data/demo/*.csv (promotions kept current), the demo training course, and
+link the sandbox personas.
 
 The demo CSVs are written around DEMO_ANCHOR (2026-11-23). Orders are history and keep their
 dates, but promotions are about "now": `seed_demo` moves every demo promotion by a whole number
@@ -79,7 +80,22 @@ async def seed_demo(
     if shift:
         lines.append(f"  demo promotions moved by {shift.days} days so they are current")
     lines.append(await seed_demo_points(db, folder))
+    lines.append(await seed_demo_course(db, settings))
     return "\n".join(lines)
+
+
+async def seed_demo_course(db: Database, settings: Settings) -> str:
+    """The demo training course (training.demo_bundle); an unchanged bundle keeps its
+    version. Nobody is enrolled here."""
+    from training.bundle import import_bundle
+
+    folder = Path(settings.training.demo_bundle)
+    folder = folder if folder.is_absolute() else PROJECT_ROOT / folder
+    async with db.transaction() as s:
+        result = await import_bundle(s, folder, settings, actor="seed-demo")
+        course = result.course
+        return (f"  demo course {course.code}: "
+                f"{'saved' if result.saved else 'unchanged'}, version {course.version}")
 
 
 async def seed_demo_points(db: Database, folder: Path) -> str:
