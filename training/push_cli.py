@@ -6,9 +6,9 @@
     python -m training pushes
     python -m training cancel-push 7
 
-Each subcommand sets `handler` (an `async (settings, args) -> int`, like core.cli's); a push
-made here is active at once (no preview: the command line is the confirmation), audited as
-actor `cli:<--actor>`.
+Each subcommand sets `handler`, an `async (ctx, args) -> int` run by training/cli.py (which
+prints refusals and sets the exit code); a push made here is active at once (no preview: the
+command line is the confirmation), audited as actor `cli:<--actor>`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ import argparse
 import sys
 from typing import Any
 
-from core.db import Database
-from core.errors import DomainError
-from core.settings import Settings
 from training import push
+from training.cli import Context
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -40,7 +38,6 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument("--every", help="weekly: weekday@HH:MM, e.g. mon@09:00")
     p.add_argument("--tz", help="time zone of --at / --every (default: app.timezone)")
     p.add_argument("--report-chat", type=int, help="chat id that gets the delivery report")
-    p.add_argument("--actor", default="operator", help="who is pushing (audit log)")
     p.set_defaults(handler=cmd_push)
     p = subparsers.add_parser("pushes", help="list scheduled pushes",
                               description="List active pushes (--all: done and cancelled too).")
@@ -51,7 +48,6 @@ def add_parsers(subparsers: Any) -> None:
                                           "already queued stay; see `python -m core.cli "
                                           "campaign-cancel`).")
     p.add_argument("id", type=int, help="the push id (see `pushes`)")
-    p.add_argument("--actor", default="operator", help="who is cancelling (audit log)")
     p.set_defaults(handler=cmd_cancel_push)
 
 
@@ -64,27 +60,14 @@ def _line(v: push.PushView, tz: str) -> str:
             + (f" · fired {v.runs}x" if v.runs else ""))
 
 
-async def _with_db(settings: Settings, work: Any) -> int:
-    db = Database(settings.resolved_database_url(), echo=settings.database.echo)
-    try:
-        async with db.transaction() as s:
-            return int(await work(s))
-    except DomainError as exc:
-        detail = exc.vars.get("problem") or exc.vars or ""
-        print(f"error: {exc}{f' — {detail}' if detail else ''}", file=sys.stderr)
-        return 1
-    finally:
-        await db.dispose()
-
-
-async def cmd_push(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_push(ctx: Context, args: argparse.Namespace) -> int:
     """Create (and, without --at/--every, send) a push; prints what it did."""
-    tz = settings.app.timezone
+    tz = ctx.settings.app.timezone
 
     async def work(s: Any) -> int:
         view = await push.create_push(
             s, course_code=args.course, item_key=args.lesson, segment=args.segment,
-            actor=f"cli:{args.actor}", report_chat_id=args.report_chat, at=args.at,
+            actor=ctx.actor, report_chat_id=args.report_chat, at=args.at,
             weekly=args.every, timezone=args.tz, app_timezone=tz)
         print(_line(view, tz))
         print(f"dealers {view.dealers}: reachable {view.reachable}, "
@@ -99,30 +82,33 @@ async def cmd_push(settings: Settings, args: argparse.Namespace) -> int:
             print(f"= {view.due_in(args.tz):%Y-%m-%d %H:%M} {args.tz}")
         return 0
 
-    return await _with_db(settings, work)
+    async with ctx.transaction() as s:
+        return await work(s)
 
 
-async def cmd_pushes(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_pushes(ctx: Context, args: argparse.Namespace) -> int:
     """Print the pushes, one a line."""
     async def work(s: Any) -> int:
         views = await push.list_pushes(s, include_finished=args.all)
         for v in views:
-            print(_line(v, settings.app.timezone))
+            print(_line(v, ctx.settings.app.timezone))
         if not views:
             print("no scheduled pushes (create one with: python -m training push …)")
         return 0
 
-    return await _with_db(settings, work)
+    async with ctx.transaction() as s:
+        return await work(s)
 
 
-async def cmd_cancel_push(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_cancel_push(ctx: Context, args: argparse.Namespace) -> int:
     """Cancel one push."""
     async def work(s: Any) -> int:
-        view = await push.cancel(s, args.id, f"cli:{args.actor}")
+        view = await push.cancel(s, args.id, ctx.actor)
         if view is None:
             print(f"push #{args.id} was already done or cancelled", file=sys.stderr)
             return 1
         print(f"cancelled #{view.id}")
         return 0
 
-    return await _with_db(settings, work)
+    async with ctx.transaction() as s:
+        return await work(s)

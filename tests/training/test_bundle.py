@@ -18,7 +18,7 @@ from core.services.demo import seed_demo_course
 from core.settings import PROJECT_ROOT, Settings, load_settings
 from tests.conftest import uow
 from training import bundle, content, courses
-from training.__main__ import build_parser, run
+from training.cli import build_parser, run
 from training.markdown import to_telegram_html
 from training.models import CourseItem, ItemProgress
 

@@ -31,7 +31,8 @@ from tests.delivery.conftest import (
     wait_until,
 )
 from tests.emulator.conftest import Control
-from training import courses, push, push_cli
+from training import cli as training_cli
+from training import courses, push
 from training.models import Enrollment, ItemProgress, Push, PushRun
 from training.spec import CourseSpec, ItemSpec, QuestionSpec
 
@@ -366,10 +367,8 @@ async def _search_path(db: Database) -> str | None:
 
 
 def cli(*argv: str) -> argparse.Namespace:
-    """Parse a `python -m training` command line with the push subcommands."""
-    parser = argparse.ArgumentParser(prog="python -m training")
-    push_cli.add_parsers(parser.add_subparsers(dest="command", required=True))
-    return parser.parse_args(argv)
+    """Parse a `python -m training` command line."""
+    return training_cli.build_parser().parse_args(argv)
 
 
 def test_cli_commands_have_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -386,8 +385,7 @@ async def test_cli_push_list_cancel(sqlite_db: Database, tmp_path,
     settings = load_settings(env={"DATABASE_URL": sqlite_db.url})
 
     async def run(*argv: str) -> tuple[int, str, str]:
-        args = cli(*argv)
-        code = await args.handler(settings, args)
+        code = await training_cli.run(settings, cli(*argv))
         out = capsys.readouterr()
         return code, out.out, out.err
 
