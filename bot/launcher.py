@@ -38,6 +38,14 @@ SANDBOX_PERSONAS = [
      "first_name": "客服小李", "language_code": "zh-hans", "staff_name": "客服小李",
      "staff_role": "customer_service"},
 ]
+# What to try first, per persona (printed with the sandbox URL).
+SANDBOX_TRIES = [
+    "retailer: 我的订单到哪了 · 红烧牛肉面有货吗 · 转人工",
+    "dealer:   my groups · /points · /redeem · /courses · next lesson",
+    "trainer:  /push product-basics dealers=D001 (then play the dealer) · /progress "
+    "product-basics · /newcourse",
+    "staff:    approve a redemption in the staff group · /announce all",
+]
 
 
 async def register_sandbox_chats(settings: Settings) -> None:
@@ -415,6 +423,8 @@ async def main_async(args: argparse.Namespace) -> int:
         if settings.sandbox_mode:
             print(f"SANDBOX MODE (no TELEGRAM_BOT_TOKEN): open {settings.sandbox.url}/ "
                   "to chat with the bot as a demo persona")
+            for line in SANDBOX_TRIES:
+                print(f"  {line}")
         else:
             print("connected to Telegram; talk to your bot there")
         print("Ctrl+C stops everything")

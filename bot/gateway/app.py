@@ -92,6 +92,9 @@ async def _post_init(app: Application) -> None:
             BotCommand("points", "My points / 我的积分"),
             BotCommand("redeem", "Redeem points / 积分兑换"),
             BotCommand("top", "Leaderboard / 排行榜"),
+            BotCommand("courses", "My courses / 我的课程"),
+            BotCommand("next", "Next lesson / 下一课"),
+            BotCommand("verify", "Check a certificate / 验证证书"),
         ])
     except Exception:  # a cosmetic call; never block start-up on it
         log.warning("setMyCommands failed", exc_info=True)
