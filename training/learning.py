@@ -151,7 +151,7 @@ async def my_courses(s: AsyncSession, ident: IdentityView | None) -> Screen:
                        "score": None if score is None else int(score),
                        "passed": e.passed_at is not None, "certificate": certs.get(e.id, "")})
         if e.completed_at is None:
-            buttons.append(button("training_btn_continue", payload("next", e.id),
+            buttons.append(button("training_btn_continue_course", payload("next", e.id),
                                   course=course.title))
         elif e.id in certs:
             buttons.append(button("training_btn_certificate", payload("cert", e.id),

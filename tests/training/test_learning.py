@@ -36,10 +36,10 @@ def spec(code: str = "c1", title: str = "产品基础", *, draw: int | None = 2,
          max_attempts: int | None = 2, pass_mark: int = 100,
          questions: list[QuestionSpec] | None = None) -> CourseSpec:
     """Two lessons and a quiz drawing `draw` of three questions."""
-    pool = questions or [QuestionSpec("Q1 哪款是经典口味？", ["红烧牛肉面", "雪峰"], [0], explanation="E1"),
-                         QuestionSpec("Q2 冰红茶几度最好喝？", ["60度", "4度"], [1], explanation="E2"),
-                         QuestionSpec("Q3 陈列放哪一层？", ["顶层", "视线高度", "底层"], [1],
-                                      explanation="E3")]
+    pool = questions or [
+        QuestionSpec("Q1 哪款是经典口味？", ["红烧牛肉面", "雪峰"], [0], explanation="E1"),
+        QuestionSpec("Q2 冰红茶几度最好喝？", ["60度", "4度"], [1], explanation="E2"),
+        QuestionSpec("Q3 陈列放哪一层？", ["顶层", "视线高度", "底层"], [1], explanation="E3")]
     return CourseSpec(code=code, title=title, items=[
         ItemSpec(key="l1", kind="lesson", title="认识产品", body="一"),
         ItemSpec(key="l2", kind="lesson", title="陈列", body="二"),
