@@ -8,12 +8,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
+from bot.actions.sdk import ActionContext
+from bot.actions.server import create_app
 from community.points.models import PointsEntry
-from core.models import PRIORITY_INTERACTIVE, Customer, OutboxMessage
+from core import identity
+from core.i18n import renderer
+from core.models import PRIORITY_INTERACTIVE, Customer, OutboxMessage, TelegramIdentity
 from core.screens import Screen
 from core.services.accounts import IdentityView
+from core.settings import load_settings
 from tests.conftest import uow
 from tests.training.progress_fixture import settings_for
 from training import content, courses, learning
@@ -132,7 +138,6 @@ async def test_my_courses_lists_progress_and_continue(db, tmp_path) -> None:  # 
     assert (course["title"], course["done"], course["total"], course["passed"]) == \
         ("产品基础", 1, 3, False)
     assert payloads(screen) == [f"trn:next:{world.enrollment_id}"]
-    from core.i18n import renderer
     text = renderer().render(screen.template, "en", **screen.vars)
     assert "1/3 done" in text and "产品基础" in text
 
@@ -378,3 +383,42 @@ async def test_hostile_payloads_change_nothing(db, tmp_path) -> None:  # type: i
     assert await count(db, ItemProgress, ItemProgress.done_at.is_not(None)) == 0
     assert (await count(db, Answer), await count(db, Attempt)) == (0, 1)
     assert await count(db, OutboxMessage) == rows
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def _call(action: str, sender: str, metadata: dict) -> dict:
+    return {"next_action": action, "sender_id": sender, "version": "3.6.21", "domain": {},
+            "tracker": {"sender_id": sender, "slots": {}, "events": [],
+                        "latest_message": {"text": "下一课", "intent": {"name": "next_lesson"},
+                                           "metadata": metadata}}}
+
+
+async def test_actions_answer_the_proven_dealer_only(db) -> None:  # type: ignore[no-untyped-def]
+    """action_next_lesson / action_my_courses through the action server: the proven sender's
+    lesson is queued to their chat; a forged proof gets the link prompt and nothing queued."""
+    world = await build(db)
+    async with db.transaction() as s:
+        s.add(TelegramIdentity(telegram_user_id=ME, customer_id=world.me.customer_id))
+    app = create_app(ActionContext(db=db, settings=load_settings(
+        env={"IDENTITY_SIGNING_KEY": "k"})), "tok")
+    async with TestClient(TestServer(app)) as client:
+        async def run(action: str, key: str) -> dict:
+            proof = {identity.METADATA_KEY: identity.sign(key, str(ME))}
+            body = await (await client.post("/webhook?token=tok",
+                                            json=_call(action, str(ME), proof))).json()
+            return body["responses"][0]["custom"]
+        forged = await run("action_next_lesson", "guess")
+        assert forged["template"] == "training_link_required"
+        assert await count(db, OutboxMessage) == 0
+        queued = await run("action_next_lesson", "k")
+        assert queued["template"] == "training_next_coming"
+        assert queued["vars"]["title"] == "认识产品"
+        async with db.transaction() as s:
+            row = await s.scalar(select(OutboxMessage))
+            assert row is not None and row.chat_id == ME and row.template == "training_lesson"
+        listed = await run("action_my_courses", "k")
+        assert listed["template"] == "training_my_courses"
+        assert listed["vars"]["courses"][0]["title"] == "产品基础"
+        assert listed["buttons"][0]["payload"] == f"trn:next:{world.enrollment_id}"
