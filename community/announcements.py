@@ -31,21 +31,26 @@ class EmptySegment(DomainError):
     template = "community_empty_segment"
 
 
-def parse_segment(text: str) -> dict:
-    """`tiers=key,potential regions=华东 groups=-100123,华东群 all` → a segment dict."""
+def parse_segment(text: str, *, lists: tuple[str, ...] = (),
+                  options: tuple[str, ...] = ("pin", "at")) -> dict:
+    """`tiers=key,potential regions=华东 groups=-100123,华东群 all` → a segment dict.
+
+    `lists` names further list-valued parts a caller's segments have (training pushes add
+    `dealers`); `options` are the other `key=value` words of the command line (not part of
+    the segment, not refused)."""
     opts = parse_options(text)
-    unknown = set(opts) - {"tiers", "regions", "groups", "pin", "at"}
+    parts = ("tiers", "regions", "groups", *lists)
+    unknown = set(opts) - {*parts, *options}
     if unknown:
         raise BadOptions(f"unknown option {sorted(unknown)[0]}", problem=", ".join(unknown))
     segment: dict = {"all": "all" in (text or "").split()}
     if "tiers" in opts:
         segment["tiers"] = parse_tiers(opts["tiers"])
-    if "regions" in opts:
-        segment["regions"] = _items(opts["regions"])
-    if "groups" in opts:
-        segment["groups"] = _items(opts["groups"])
-    if not segment["all"] and not any(segment.get(k) for k in ("tiers", "regions", "groups")):
-        raise BadOptions("no segment", problem="tiers=… regions=… groups=… or all")
+    for name in ("regions", "groups", *lists):
+        if name in opts:
+            segment[name] = _items(opts[name])
+    if not segment["all"] and not any(segment.get(k) for k in parts):
+        raise BadOptions("no segment", problem=" ".join(f"{k}=…" for k in parts) + " or all")
     return segment
 
 
