@@ -47,6 +47,7 @@ from benchmarks.emulated import (  # noqa: E402
     RESULTS,
     log,
     machine,
+    open_count,
     postgres_database,
     refused,
     register_chats,
@@ -258,7 +259,7 @@ async def prepared(h: Harness, dealers: int) -> tuple[Database, str]:
 
 # -- run 1: the push and the quiz ---------------------------------------------------------------
 
-async def run_push(h: Harness, dealers: int, quiz_presses: int) -> dict:
+async def run_push(h: Harness, dealers: int, quiz_presses: int, during_push: bool) -> dict:
     """Push to every dealer with one worker running; count; then press quiz answers."""
     db, url = await prepared(h, dealers)
     try:
@@ -273,7 +274,14 @@ async def run_push(h: Harness, dealers: int, quiz_presses: int) -> dict:
             got, entries = await count(db, h.emulator, cid)
             throttled = await refused(h.emulator)
             log(f"  {got}")
-            quiz = await quiz_answers(h, entries, quiz_presses) if quiz_presses else []
+            idle: list[float] = []
+            busy: list[float] = []
+            second = 0
+            if quiz_presses:
+                idle, following = await answer_idle(
+                    h, await quiz_takers(h, entries, quiz_presses))
+                if during_push:
+                    busy, second = await answer_during_push(h, db, following, dealers)
         finally:
             await stop(worker)
     finally:
@@ -286,18 +294,21 @@ async def run_push(h: Harness, dealers: int, quiz_presses: int) -> dict:
             "achieved_per_s": round(got.received / span, 2) if span > 0 else None,
             "commit_to_done_s": round(t_done - t_pushed, 2),
             "photo_uploads": uploads(entries), "push_429s": throttled,
-            "quiz": summary(quiz) if quiz else None, "quiz_presses": len(quiz)}
+            "quiz": summary(idle) if idle else None, "quiz_presses": len(idle),
+            "quiz_during_push": summary(busy) if busy else None,
+            "quiz_during_push_lessons": second}
 
 
 async def wait_button(h: Harness, chat_id: int, after: int, verbs: tuple[str, ...],
-                      timeout: float = 30) -> tuple[dict, str]:
+                      timeout: float = 30, skip: str = "") -> tuple[dict, str]:
     """The first bot message in the chat after seq `after` with a `trn:<verb>:` button (the
-    earliest verb in `verbs` wins within a message): (message, payload)."""
+    earliest verb in `verbs` wins within a message; payloads starting with `skip`, if given,
+    do not count): (message, payload)."""
     deadline = time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0:
         batch = await h.control("GET", f"sent?chat_id={chat_id}&after={after}&timeout={left:.1f}")
         for e in batch:
-            data = callback_data(e.get("message"))
+            data = [d for d in callback_data(e.get("message")) if not (skip and d.startswith(skip))]
             for verb in verbs:
                 hit = next((d for d in data if d.startswith(f"trn:{verb}:")), None)
                 if hit:
@@ -315,47 +326,89 @@ async def press(h: Harness, user: dict, message: dict, data: str) -> None:
                                                  "data": data})
 
 
-async def to_question(h: Harness, user: dict, lesson: dict) -> tuple[dict, str]:
+async def to_question(h: Harness, user: dict, lesson: dict) -> Question:
     """From the lesson message to a quiz question: Done, then Start the quiz (or Next, if the
-    bot offers it first); returns the question message and its first answer's payload."""
+    bot offers it first)."""
     message, data = lesson, next(d for d in callback_data(lesson) if d.startswith("trn:done:"))
     for _ in range(4):
         after = await h.last_seq()
         await press(h, user, message, data)
         message, data = await wait_button(h, user["id"], after, ("ans", "quiz", "next"))
         if data.startswith("trn:ans:"):
-            return message, data
+            return Question(user, message, data)
     raise RuntimeError(f"dealer {user['id']}: no quiz question after four presses")
 
 
-async def quiz_answers(h: Harness, entries: list[dict], presses: int) -> list[float]:
-    """`presses` dealers (spread over the list) get to a quiz question, then, one at a time with
-    the system otherwise idle, each presses an answer: ms to the bot's first reply or edit."""
+@dataclass
+class Question:
+    """A quiz question in a dealer's chat and the payload of the answer they will press."""
+
+    user: dict
+    message: dict
+    data: str
+
+
+async def answer(h: Harness, q: Question) -> tuple[float, int]:
+    """Press the answer; (ms from the callback update to the bot's first reply or edit in the
+    chat, by the emulator's clock; the sent-log seq before the press)."""
+    after = await h.last_seq()
+    start = time.time()
+    await press(h, q.user, q.message, q.data)
+    got = await h.control("GET", f"sent?chat_id={q.user['id']}&after={after}&timeout=20")
+    if not got:
+        raise RuntimeError(f"dealer {q.user['id']}: no reply to {q.data} within 20 s")
+    return (float(got[0]["time"]) - start) * 1000, after
+
+
+async def quiz_takers(h: Harness, entries: list[dict], n: int) -> list[Question]:
+    """`n` dealers (spread over the push's audience) press Done on the lesson and start the
+    quiz (eight at a time); their first questions."""
     lessons = {int(e["chat_id"]): e["message"] for e in entries}
     chats = sorted(lessons)
-    step = max(1, len(chats) // max(presses, 1))
-    takers = chats[::step][:presses]
-    log(f"quiz: {len(takers)} dealers open the quiz (Done → Start) …")
+    takers = chats[::max(1, len(chats) // max(n, 1))][:n]
+    log(f"quiz: {len(takers)} dealers open the quiz (Done → Start the quiz) …")
     sem = asyncio.Semaphore(8)
 
-    async def prepare(chat: int) -> tuple[dict, dict, str]:
-        user = dealer_user(chat - DEALER_BASE)
+    async def prepare(chat: int) -> Question:
         async with sem:
-            return (user, *await to_question(h, user, lessons[chat]))
+            return await to_question(h, dealer_user(chat - DEALER_BASE), lessons[chat])
 
-    ready = await asyncio.gather(*(prepare(c) for c in takers))
-    await asyncio.sleep(2)  # let the last replies settle: the system is idle from here
-    log(f"quiz: {len(ready)} answers pressed one at a time …")
-    times: list[float] = []
-    for user, question, data in ready:
-        after = await h.last_seq()
-        start = time.time()
-        await press(h, user, question, data)
-        got = await h.control("GET", f"sent?chat_id={user['id']}&after={after}&timeout=20")
-        if not got:
-            raise RuntimeError(f"dealer {user['id']}: no reply to {data} within 20 s")
-        times.append((float(got[0]["time"]) - start) * 1000)
-    return times
+    questions = await asyncio.gather(*(prepare(c) for c in takers))
+    await asyncio.sleep(2)  # the last replies settle: the system is idle from here
+    return list(questions)
+
+
+async def answer_idle(h: Harness, questions: list[Question]) -> tuple[list[float], list[Question]]:
+    """Each dealer presses an answer, one at a time, the system otherwise idle; the times and
+    each dealer's next question (the bot's reply carries it)."""
+    log(f"quiz: {len(questions)} answers pressed one at a time (idle) …")
+    times, following = [], []
+    for q in questions:
+        ms, after = await answer(h, q)
+        times.append(ms)
+        attempt, question = q.data.split(":")[2:4]
+        message, data = await wait_button(h, q.user["id"], after, ("ans",),
+                                          skip=f"trn:ans:{attempt}:{question}:")
+        following.append(Question(q.user, message, data))
+    return times, following
+
+
+async def answer_during_push(h: Harness, db: Database, questions: list[Question],
+                             dealers: int) -> tuple[list[float], int]:
+    """The trainer pushes the lesson again (everyone who has not finished it gets it); while
+    the worker sends, the dealers answer their next question, one every half second. The
+    times, and how many lesson messages the push queued."""
+    cid = await push_lesson(db)
+    queued = sum((await queued_per_chat(db, cid)).values())
+    log(f"quiz: second push ({queued} lessons) with {len(questions)} answers pressed meanwhile …")
+    times = []
+    for q in questions:
+        if await open_count(db, cid) == 0:
+            break
+        times.append((await answer(h, q))[0])
+        await asyncio.sleep(0.5)
+    await wait_done(db, cid, queued, timeout=dealers / 10 + 120)
+    return times, queued
 
 
 # -- run 2: kill -9 mid-push ---------------------------------------------------------------------
@@ -415,13 +468,17 @@ async def benchmark(args: argparse.Namespace) -> dict:
             log(f"push run: {args.dealers} dealers, emulator + gateway + one worker …")
             async with database_url(args, tmp, "push") as url, \
                     running_system(tmp / "push", url, gateway=True) as h:
-                run = await run_push(h, args.dealers, args.quiz_presses)
+                run = await run_push(h, args.dealers, args.quiz_presses,
+                                     not args.no_quiz_during_push)
             result.update(run)
             result["rate_ratio"] = (round(run["achieved_per_s"] / allowed, 3)
                                     if run["achieved_per_s"] else None)
             result["quiz_answer_p95_ms"] = (run["quiz"] or {}).get("p95")
             result["quiz_answer_p50_ms"] = (run["quiz"] or {}).get("p50")
             result["quiz_conditions"] = "idle (after the push; presses one at a time)"
+            busy = run["quiz_during_push"] or {}
+            result["quiz_during_push_p95_ms"] = busy.get("p95")
+            result["quiz_during_push_n"] = busy.get("n", 0)
         if "restart" in args.parts:
             log("restart run: the worker is killed with SIGKILL mid-push …")
             async with database_url(args, tmp, "restart") as url, \
@@ -470,6 +527,7 @@ each linked to a private chat the emulator knows, with Telegram's flood limits o
 | restart: killed after / photo uploads | {r['restart_killed_after_s']} s / {r['restart_photo_uploads']} | |
 | quiz_answer_p95_ms | {r['quiz_answer_p95_ms']} | |
 | quiz answer p50 / p99 ms / presses | {r['quiz']['p50']} / {r['quiz']['p99']} / {r['quiz_presses']} | ≥ 100 presses |
+| quiz answer during a second push: p95 / p50 ms / presses | {r['quiz_during_push_p95_ms']} / {(r['quiz_during_push'] or {}).get('p50')} / {r['quiz_during_push_n']} | |
 
 {floors}
 
@@ -480,7 +538,9 @@ ratio as `make bench-delivery`); from the push's commit to the last outcome took
 {r['commit_to_done_s']} s. Quiz: {r['quiz_presses']} different dealers, {r['quiz_conditions']}:
 each pressed Done, then Start the quiz, then an answer; the time is from the answer's callback
 update entering the emulator to the bot's first reply or edit in that chat (emulator clock;
-gateway running, no Rasa).
+gateway running, no Rasa). During a push: the trainer pushed the lesson again (to the
+{r['quiz_during_push_lessons']} dealers who had not finished it) and, while the worker sent it, the
+same dealers answered their next question, one press every half second.
 
 Machine: {m['cpus']} CPUs, {m['system']} ({m['machine']}), Python {m['python']}, load
 {m['load_1min_at_start']} at start. Run {r['started_at']} – {r['generated_at']}:
@@ -502,6 +562,9 @@ def main() -> int:
                              "only for the full count)")
     parser.add_argument("--quiz-presses", type=int, default=120,
                         help="dealers who press a quiz answer (default 120; 0: none)")
+    parser.add_argument("--no-quiz-during-push", action="store_true",
+                        help="skip the second push during which the same dealers answer their "
+                             "next question")
     parser.add_argument("--postgres", action="store_true",
                         help="a fresh PostgreSQL database per run (BENCH_POSTGRES_URL, default "
                              "postgresql+asyncpg://postgres@127.0.0.1:5432/test) instead of SQLite")
