@@ -9,6 +9,7 @@ from bot.actions.handoff import ActionHumanHandoff
 from bot.actions.orders import ActionOrderStatus
 from bot.actions.points import ActionPointsBalance, ActionRedeemPoints
 from bot.actions.sdk import Action
+from bot.actions.training import ActionMyCourses, ActionNextLesson
 
 
 def all_actions() -> list[Action]:
@@ -22,4 +23,6 @@ def all_actions() -> list[Action]:
         ActionMyGroups(),
         ActionPointsBalance(),
         ActionRedeemPoints(),
+        ActionMyCourses(),
+        ActionNextLesson(),
     ]

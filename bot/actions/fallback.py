@@ -9,7 +9,8 @@ from bot.actions.sdk import Action, ActionContext, Dispatcher, Tracker
 # Intents worth offering; small talk is not a useful guess.
 OFFERABLE = {
     "order_status", "stock_query", "promotion_query", "faq", "human_handoff", "complaint",
-    "link_account", "points_balance", "redeem_points", "my_courses", "ask_capabilities",
+    "link_account", "points_balance", "redeem_points", "my_courses", "next_lesson",
+    "ask_capabilities",
 }
 
 

@@ -63,6 +63,22 @@ async def reply(context: ContextTypes.DEFAULT_TYPE, chat_id: int, locale: str, t
                            locale)
 
 
+async def edit(context: ContextTypes.DEFAULT_TYPE, chat_id: int, message_id: int,
+               locale: str, template: str, buttons: list[dict[str, str]] | None = None,
+               **variables: Any) -> Message | bool:
+    """Replace a bot message's text and buttons with a rendered template (no buttons: the
+    keyboard goes). Through the same bot, so the same rate limiter; raises on failure. Text
+    over Telegram's limit keeps its first part (edited messages are short: quiz questions)."""
+    out = message(render(template, locale, **variables), buttons, locale)
+    first = out[0] if len(out) == 1 else Outgoing(out[0].text)
+    if first.callbacks:
+        async with gw(context).db.transaction() as s:
+            await callbacks.save(s, first.callbacks)
+    return await context.bot.edit_message_text(first.text, chat_id, message_id,
+                                               parse_mode=ParseMode.HTML,
+                                               reply_markup=first.keyboard)
+
+
 async def copy(context: ContextTypes.DEFAULT_TYPE, chat_id: int, source: Message) -> Message:
     """Copy a photo, voice note, file … to another chat; a caption over Telegram's limit for
     bots is shortened (the full caption is sent as text after it)."""

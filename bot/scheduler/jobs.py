@@ -11,6 +11,7 @@ from bot.scheduler import Daily, Job, JobRun, Monthly
 from community import leaderboards as _community_boards  # noqa: F401 (registers the groups)
 from community.points import jobs as points_jobs
 from core.settings import Settings
+from training import reminders as training_reminders
 
 
 async def _points_daily(s: AsyncSession, run: JobRun) -> dict[str, Any]:
@@ -25,6 +26,11 @@ async def _points_leaderboards(s: AsyncSession, run: JobRun) -> dict[str, Any]:
     return await points_jobs.monthly_leaderboards(s, run.due_at.date())
 
 
+async def _training_reminders(s: AsyncSession, run: JobRun) -> dict[str, Any]:
+    return await training_reminders.queue_reminders(s, run.now, run.settings.training,
+                                                    timezone=run.settings.app.timezone)
+
+
 def default_jobs(settings: Settings) -> list[Job]:
     """The jobs `python -m bot.scheduler` runs (times from config.yml, in app.timezone)."""
     p = settings.points
@@ -34,4 +40,5 @@ def default_jobs(settings: Settings) -> list[Job]:
             catch_up=dt.timedelta(days=7)),
         Job("points.leaderboards", Monthly(p.statements_at, day=1), _points_leaderboards,
             catch_up=dt.timedelta(days=3), enabled=lambda st: st.points.leaderboard_posts),
+        Job("training.reminders", Daily(settings.training.remind_at), _training_reminders),
     ]

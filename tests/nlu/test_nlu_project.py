@@ -24,13 +24,15 @@ CONTRACT_INTENTS = {
     "order_status", "stock_query", "promotion_query", "faq", "human_handoff", "complaint",
     "link_account", "points_balance", "redeem_points", "my_courses", "out_of_scope",
     "my_groups",  # community/
+    "next_lesson",  # training/
 }
 FAQ_KEYS = {"business_hours", "delivery_time", "delivery_area", "payment_methods",
             "return_policy", "min_order"}
 CUSTOM_ACTIONS = {"action_order_status", "action_stock_query", "action_promotion_query",
                   "action_human_handoff", "action_default_ask_affirmation",
                   "action_my_groups",
-                  "action_points_balance", "action_redeem_points"}
+                  "action_points_balance", "action_redeem_points",
+                  "action_my_courses", "action_next_lesson"}
 MIN_TRAINING_EXAMPLES = 25
 MIN_TEST_EXAMPLES = 15
 MIN_TEST_PER_SCRIPT = 4
@@ -105,8 +107,7 @@ def test_every_response_is_a_custom_template_payload(domain):
 def test_responses_cover_every_faq_key_and_single_turn_intent(domain):
     responses = set(domain["responses"])
     assert {f"utter_faq/{key}" for key in FAQ_KEYS} <= responses
-    assert {"utter_link_account",
-            "utter_my_courses", "utter_ask_rephrase", "utter_default"} <= responses
+    assert {"utter_link_account", "utter_ask_rephrase", "utter_default"} <= responses
 
 
 # ----------------------------------------------------------------------- templates
