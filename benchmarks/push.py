@@ -383,9 +383,11 @@ async def answer_idle(h: Harness, questions: list[Question]) -> tuple[list[float
     each dealer's next question (the bot's reply carries it)."""
     log(f"quiz: {len(questions)} answers pressed one at a time (idle) …")
     times, following = [], []
-    for q in questions:
+    for n, q in enumerate(questions, 1):
         ms, after = await answer(h, q)
         times.append(ms)
+        if n % 25 == 0:
+            log(f"  {n}/{len(questions)} answered")
         attempt, question = q.data.split(":")[2:4]
         message, data = await wait_button(h, q.user["id"], after, ("ans",),
                                           skip=f"trn:ans:{attempt}:{question}:")
