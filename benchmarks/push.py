@@ -66,7 +66,7 @@ from core.models import Customer, OutboxMessage, TelegramIdentity  # noqa: E402
 from core.settings import Settings, load_settings  # noqa: E402
 from sandbox.harness import Harness, TcpSwitch, free_port  # noqa: E402
 from training import courses  # noqa: E402
-from training.models import CourseItem  # noqa: E402
+from training.models import Answer, CourseItem  # noqa: E402
 from training.push import create_push  # noqa: E402
 from training.spec import AttachmentSpec, CourseSpec, ItemSpec, QuestionSpec  # noqa: E402
 
@@ -282,6 +282,10 @@ async def run_push(h: Harness, dealers: int, quiz_presses: int, during_push: boo
                     h, await quiz_takers(h, entries, quiz_presses))
                 if during_push:
                     busy, second = await answer_during_push(h, db, following, dealers)
+            recorded = await answers_recorded(db)
+            if recorded != len(idle) + len(busy):
+                raise RuntimeError(f"{len(idle) + len(busy)} quiz answers pressed, "
+                                   f"{recorded} recorded: the replies timed were not answers")
         finally:
             await stop(worker)
     finally:
@@ -296,7 +300,14 @@ async def run_push(h: Harness, dealers: int, quiz_presses: int, during_push: boo
             "photo_uploads": uploads(entries), "push_429s": throttled,
             "quiz": summary(idle) if idle else None, "quiz_presses": len(idle),
             "quiz_during_push": summary(busy) if busy else None,
-            "quiz_during_push_lessons": second}
+            "quiz_during_push_lessons": second, "quiz_answers_recorded": recorded}
+
+
+async def answers_recorded(db: Database) -> int:
+    """Quiz answers the database holds (submitted): proof the presses were taken as answers."""
+    async with db.transaction() as s:
+        return int(await s.scalar(select(func.count()).select_from(Answer)
+                                  .where(Answer.submitted_at.is_not(None))) or 0)
 
 
 async def wait_button(h: Harness, chat_id: int, after: int, verbs: tuple[str, ...],

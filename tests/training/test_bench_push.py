@@ -1,6 +1,7 @@
-"""The push benchmark's core on 30 dealers: a real push through the gateway-less system (emulator
-process, worker process), and the counting proven against the emulator's own record — a
-dealer who blocked the bot is a loss, a lesson sent twice to a chat is a duplicate."""
+"""The push benchmark's core on 30 dealers: a real push (training.push) through the emulator,
+gateway and worker processes, the counting proven against the emulator's own record — a dealer
+who blocked the bot is a loss, a lesson sent twice to a chat is a duplicate — and the quiz
+walk the benchmark times (Done → Start the quiz → an answer the database records)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from pathlib import Path
 from benchmarks.emulated import start_worker, stop, wait_done
 from benchmarks.push import (
     DEALER_BASE,
+    answer_idle,
+    answers_recorded,
     count,
     prepared,
     push_lesson,
+    quiz_takers,
     running_system,
     tally,
 )
@@ -21,7 +25,7 @@ DEALERS = 30
 
 async def test_push_counts_come_from_the_emulator(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'push.db'}"
-    async with running_system(tmp_path / "sys", url, gateway=False) as h:
+    async with running_system(tmp_path / "sys", url, gateway=True) as h:
         db, url = await prepared(h, DEALERS)
         blocked = DEALER_BASE + 7
         await h.control("POST", f"users/{blocked}/block")
@@ -47,6 +51,11 @@ async def test_push_counts_come_from_the_emulator(tmp_path: Path) -> None:
             assert sent.status == 200, await sent.text()
             again, _ = await count(db, h.emulator, cid)
             assert (again.duplicates, again.losses, again.received) == (1, 1, DEALERS), again
+
+            times, following = await answer_idle(h, await quiz_takers(h, entries, 3))
+            assert len(times) == 3 and all(0 < ms < 5000 for ms in times), times
+            assert await answers_recorded(db) == 3
+            assert all(q.data.startswith("trn:ans:") for q in following)  # the next questions
         finally:
             await stop(worker)
             await db.dispose()
