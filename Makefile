@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIPOPTS ?= -q
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-rasa run test test-fast lint import import-course link-code train nlu-eval bench-latency bench-delivery bench-points bench-community clean
+.PHONY: help install install-rasa run test test-fast lint import import-course link-code train nlu-eval bench-latency bench-delivery bench-points bench-community bench-push clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -74,3 +74,6 @@ bench-points: install ## reward points benchmark (PostgreSQL) → benchmarks/res
 
 bench-community: install ## dealer community benchmark → benchmarks/results/community.json
 	$(PY) benchmarks/community.py $(ARGS)
+
+bench-push: install ## training push to 2,000 dealers + quiz answer time → benchmarks/results/push.json
+	$(PY) benchmarks/push.py $(ARGS)

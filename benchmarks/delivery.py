@@ -18,59 +18,47 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import signal
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import aiohttp
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.emulated import (  # noqa: E402
+    RESULTS,
+    accepted,
+    dup_loss,
+    log,
+    postgres_database,
+    refused,
+    register_chats,
+    start_worker,
+    stop,
+    wait_done,
+)
 from benchmarks.latency import MESSAGES, summary  # noqa: E402
 from bot.delivery import store  # noqa: E402
 from core.db import Database  # noqa: E402
 from core.migrate import upgrade  # noqa: E402
-from core.models import PRIORITY_BULK, OutboxMessage  # noqa: E402
+from core.models import PRIORITY_BULK  # noqa: E402
 from core.services import outbox  # noqa: E402
 from sandbox.emulator import running_emulator  # noqa: E402
 from sandbox.harness import start_system, stop_system  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
 ALLOWED_PER_S = 30.0  # Telegram's global limit; one message per chat never meets the others
 ASK_EVERY_S = 2.0  # the persona's pace during the full run
-PG_ADMIN = os.environ.get("BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-
-
-def log(msg: str) -> None:
-    """Progress line with a timestamp."""
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def chat_ids(groups: int, privates: int) -> list[int]:
     """The campaign's audience: supergroups (-100…) and private chats."""
     return [-1009_000_000 - i for i in range(groups)] + [5_000_000 + i for i in range(privates)]
-
-
-async def register_chats(emulator_url: str, chats: list[int]) -> None:
-    """Tell the emulator about the groups (bot is admin) and the users who wrote to the bot."""
-    async with aiohttp.ClientSession() as http:
-        sem = asyncio.Semaphore(16)
-
-        async def one(cid: int) -> None:
-            body = ({"id": cid, "type": "supergroup", "title": f"Dealers {cid}"} if cid < 0
-                    else {"id": cid, "type": "private", "first_name": f"U{cid}"})
-            async with sem, http.post(f"{emulator_url}/_emulator/chats", json=body) as resp:
-                assert resp.status < 400, await resp.text()
-
-        await asyncio.gather(*(one(c) for c in chats))
 
 
 async def queue_campaign(db: Database, chats: list[int], title: str) -> int:
@@ -83,51 +71,6 @@ async def queue_campaign(db: Database, chats: list[int], title: str) -> int:
                                             "name_en": "Iced Tea", "total": 120},
                                  priority=PRIORITY_BULK, campaign_id=cid)
     return cid
-
-
-async def open_count(db: Database, cid: int) -> int:
-    """Messages of the campaign not yet at an outcome."""
-    async with db.transaction() as s:
-        return int(await s.scalar(select(func.count()).select_from(OutboxMessage).where(
-            OutboxMessage.campaign_id == cid,
-            OutboxMessage.status.in_(("queued", "sending")))) or 0)
-
-
-async def accepted(emulator_url: str) -> dict[int, int]:
-    """What the emulator accepted, per chat."""
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{emulator_url}/_emulator/stats") as resp:
-            stats = await resp.json()
-    return {int(k): int(v) for k, v in stats["accepted"]["per_chat"].items()}
-
-
-async def refused(emulator_url: str) -> int:
-    """429s the emulator gave (all chats)."""
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{emulator_url}/_emulator/stats") as resp:
-            stats = await resp.json()
-    return int(stats["refused"]["total"])
-
-
-def dup_loss(got: dict[int, int], chats: list[int]) -> tuple[int, int]:
-    """(duplicates, losses) of one-message-per-chat."""
-    return (sum(max(0, got.get(c, 0) - 1) for c in chats),
-            sum(1 for c in chats if got.get(c, 0) == 0))
-
-
-async def wait_done(db: Database, cid: int, total: int, timeout: float) -> None:
-    """Wait until every message of the campaign has an outcome, printing progress."""
-    deadline = time.monotonic() + timeout
-    last = 0.0
-    while time.monotonic() < deadline:
-        left = await open_count(db, cid)
-        if left == 0:
-            return
-        if time.monotonic() - last > 5:
-            log(f"  campaign {cid}: {total - left}/{total} done")
-            last = time.monotonic()
-        await asyncio.sleep(0.25)
-    raise RuntimeError(f"campaign {cid} not finished after {timeout:.0f} s")
 
 
 # -- run 1: the full system ------------------------------------------------------------------
@@ -238,44 +181,6 @@ async def run_rate(chats: list[int], tmp: Path) -> dict:
                                   "(no Rasa in this run)"}
 
 
-# -- worker processes against an in-process emulator -------------------------------------------
-
-async def start_worker(db_url: str, emulator_url: str, name: str,
-                       lease: float = 3.0) -> asyncio.subprocess.Process:
-    """`python -m bot.delivery` pointed at the emulator and database; waits for its ready line."""
-    env = {k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"}
-    env.update({"DATABASE_URL": db_url, "SANDBOX_HOST": "127.0.0.1",
-                "SANDBOX_PORT": emulator_url.rsplit(":", 1)[1], "PYTHONUNBUFFERED": "1",
-                "APP__DELIVERY__LEASE_SECONDS": str(lease)})
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.delivery", "--worker-id", name, "--log-level", "WARNING",
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    assert proc.stdout is not None
-    while True:
-        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
-        if not line:
-            raise RuntimeError(f"worker {name} exited while starting")
-        if "delivery worker ready" in line:
-            break
-
-    async def drain() -> None:
-        assert proc.stdout is not None
-        while raw := await proc.stdout.readline():
-            line = raw.decode().rstrip()
-            if "WARNING" in line or "ERROR" in line:
-                log(f"  {name}: {line[:160]}")
-
-    asyncio.get_running_loop().create_task(drain())
-    return proc
-
-
-async def stop(proc: asyncio.subprocess.Process) -> None:
-    """SIGTERM and wait."""
-    if proc.returncode is None:
-        proc.terminate()
-        await proc.wait()
-
-
 async def run_restart(chats: list[int], tmp: Path) -> dict:
     """Kill -9 the worker at a random moment of the campaign, restart it, count what arrived."""
     url = f"sqlite+aiosqlite:///{tmp / 'restart.db'}"
@@ -308,35 +213,28 @@ async def run_restart(chats: list[int], tmp: Path) -> dict:
 
 async def run_two_workers(chats: list[int]) -> dict:
     """Two worker processes started at once on PostgreSQL share one outbox."""
-    name = f"bench_delivery_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    db = Database(url)
-    try:
-        await upgrade(db.engine)
-        async with running_emulator() as emu:
-            await register_chats(emu.url, chats)
-            cid = await queue_campaign(db, chats, "two workers")
-            t0 = time.monotonic()
-            workers = await asyncio.gather(start_worker(url, emu.url, "w1"),
-                                           start_worker(url, emu.url, "w2"))
-            try:
-                await wait_done(db, cid, len(chats), timeout=len(chats) / 10 + 120)
-            finally:
-                await asyncio.gather(*(stop(w) for w in workers))
-            seconds = time.monotonic() - t0
-            got = await accepted(emu.url)
-            throttled = await refused(emu.url)
-            async with db.transaction() as s:
-                per_worker = (await s.execute(text(
-                    "SELECT count(*) FROM outbox WHERE status = 'sent'"))).scalar()
-    finally:
-        await db.dispose()
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    async with postgres_database("bench_delivery") as url:
+        db = Database(url)
+        try:
+            await upgrade(db.engine)
+            async with running_emulator() as emu:
+                await register_chats(emu.url, chats)
+                cid = await queue_campaign(db, chats, "two workers")
+                t0 = time.monotonic()
+                workers = await asyncio.gather(start_worker(url, emu.url, "w1"),
+                                               start_worker(url, emu.url, "w2"))
+                try:
+                    await wait_done(db, cid, len(chats), timeout=len(chats) / 10 + 120)
+                finally:
+                    await asyncio.gather(*(stop(w) for w in workers))
+                seconds = time.monotonic() - t0
+                got = await accepted(emu.url)
+                throttled = await refused(emu.url)
+                async with db.transaction() as s:
+                    per_worker = (await s.execute(text(
+                        "SELECT count(*) FROM outbox WHERE status = 'sent'"))).scalar()
+        finally:
+            await db.dispose()
     dups, losses = dup_loss(got, chats)
     return {"two_workers_duplicates": dups, "two_workers_losses": losses,
             "two_workers_per_s": round(len(chats) / seconds, 2), "two_workers_sent": per_worker,
