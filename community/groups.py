@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from community.models import REQUIRED_RIGHTS, CommunityGroup, GroupMember
 from core.errors import DomainError, NotFound, PermissionDenied
 from core.i18n import LOCALES, normalize_locale
-from core.models import DEALER_TIERS, PRIORITY_STAFF, AuditLog, StaffMember, TelegramIdentity
+from core.models import DEALER_TIERS, PRIORITY_STAFF, AuditLog
 from core.services import outbox
+from core.services.staff import linked_role
 
 MAX_BLOCKLIST = 200
 MAX_TEXT = 3000
@@ -111,10 +112,7 @@ def parse_flood(value: str) -> tuple[int, int]:
 
 async def staff_role(s: AsyncSession, telegram_user_id: int) -> str | None:
     """The staff role of a Telegram user linked to a staff member, else None."""
-    return await s.scalar(
-        select(StaffMember.role)
-        .join(TelegramIdentity, TelegramIdentity.staff_id == StaffMember.id)
-        .where(TelegramIdentity.telegram_user_id == telegram_user_id))
+    return await linked_role(s, telegram_user_id)
 
 
 async def require_group_admin(s: AsyncSession, telegram_user_id: int, chat_id: int,

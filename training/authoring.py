@@ -31,10 +31,12 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.errors import PermissionDenied
 from core.i18n import renderer
-from core.models import PRIORITY_INTERACTIVE, AuditLog, StaffMember, TelegramIdentity, utcnow
+from core.models import PRIORITY_INTERACTIVE, utcnow
 from core.screens import Screen, button
 from core.services.outbox import enqueue
+from core.services.staff import require_linked_role
 from core.settings import TrainingSection
 from training import courses
 from training.content import ItemMessage, _insert, item_messages
@@ -245,15 +247,10 @@ def _screen(template: str, draft: AuthoringDraft, *, only_cancel: bool = False,
 async def author_role(s: AsyncSession, user_id: int, cfg: TrainingSection) -> str | None:
     """The sender's staff role if it may write courses (`training.author_roles`), else None
     (and an audit row of the refusal is added to `s`)."""
-    role = await s.scalar(
-        select(StaffMember.role).join(TelegramIdentity, TelegramIdentity.staff_id == StaffMember.id)
-        .where(TelegramIdentity.telegram_user_id == user_id))
-    if role in cfg.author_roles:
-        return role
-    s.add(AuditLog(actor=f"tg:{user_id}", action="permission.denied", subject="training.author",
-                   details={"reason": "wrong_role" if role else "not_staff", "role": role,
-                            "roles": sorted(cfg.author_roles)}))
-    return None
+    try:
+        return await require_linked_role(s, user_id, cfg.author_roles, action="training.author")
+    except PermissionDenied:
+        return None
 
 
 def _refused() -> Screen:

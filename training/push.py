@@ -42,12 +42,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community import announcements
-from community.groups import BadOptions, parse_options, staff_role
+from community.groups import BadOptions, parse_options
 from community.models import CommunityGroup, GroupMember
 from core.errors import DomainError, NotFound, PermissionDenied
 from core.models import PRIORITY_BULK, AuditLog, Customer, TelegramIdentity, utcnow
 from core.screens import Screen, button
 from core.services import outbox
+from core.services.staff import require_linked_role
 from training import content, courses
 from training.models import Course, CourseItem, Enrollment, ItemProgress, Push, PushRun
 
@@ -337,14 +338,11 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
 async def require_pusher(s: AsyncSession, telegram_user_id: int, roles: Iterable[str]) -> str:
     """The staff role of a Telegram user allowed to push (settings.training.push_roles), or
     PermissionDenied after an audit row (catch it inside the unit of work so it commits)."""
-    role = await staff_role(s, telegram_user_id)
-    if role is not None and role in set(roles):
-        return role
-    s.add(AuditLog(actor=f"tg:{telegram_user_id}", action="permission.denied",
-                   subject="training.push",
-                   details={"reason": "not_staff" if role is None else "wrong_role",
-                            "role": role, "roles": sorted(roles)}))
-    raise PermissionDenied("training push refused", reason="not_trainer")
+    try:
+        return await require_linked_role(s, telegram_user_id, roles, action="training.push")
+    except PermissionDenied as exc:
+        exc.vars = {"reason": "not_trainer"}
+        raise
 
 
 # --------------------------------------------------------------------------- create

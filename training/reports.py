@@ -34,7 +34,7 @@ from community.points.reports import safe_cell
 from core.errors import NotFound, PermissionDenied
 from core.models import Customer
 from core.screens import Screen
-from core.services.staff import require_role
+from core.services.staff import require_linked_role, require_role
 from training.courses import by_code
 from training.models import Certificate, Course, CourseItem, Enrollment, ItemProgress
 
@@ -302,12 +302,16 @@ async def query_screen(s: AsyncSession, q: ProgressQuery) -> Screen:
 
 async def require_reporter(s: AsyncSession, telegram_user_id: int, chat_id: int, *,
                            roles: Iterable[str], staff_chat_id: int | None) -> None:
-    """Allow a progress report (staff group, a role in training.report_roles), or raise
-    PermissionDenied with the words to show (the refusal's audit row is added to `s`)."""
+    """Allow a progress report — in the staff group, or in the asker's private chat with the
+    bot — to staff whose role is in training.report_roles; else PermissionDenied with the
+    words to show (the refusal's audit row is added to `s`)."""
     allowed = list(roles)
     try:
-        await require_role(s, telegram_user_id, allowed, chat_id, staff_chat_id=staff_chat_id,
-                           action="training:progress")
+        if chat_id == telegram_user_id:  # a private chat: the staff member's own screen
+            await require_linked_role(s, telegram_user_id, allowed, action="training:progress")
+        else:
+            await require_role(s, telegram_user_id, allowed, chat_id,
+                               staff_chat_id=staff_chat_id, action="training:progress")
     except PermissionDenied as exc:
         exc.template = "training_progress_refused"
         exc.vars = {"roles": ", ".join(allowed)}

@@ -1,6 +1,8 @@
 """Who may do staff-only things (close tickets; later community and training moderation).
 
-One decision, reusable by every adapter: `require_role`.
+Two decisions, reusable by every adapter: `require_role` (a staff action in the staff group)
+and `require_linked_role` (a staff member's own work in a private chat with the bot: writing
+and pushing courses, reading training progress).
 """
 
 from __future__ import annotations
@@ -60,3 +62,27 @@ async def require_role(s: AsyncSession, telegram_user_id: int, roles: Iterable[s
                                 "roles": sorted(allowed)}))
         raise PermissionDenied(f"{action or 'staff action'} refused: {reason}", reason=reason)
     return role
+
+
+async def linked_role(s: AsyncSession, telegram_user_id: int) -> str | None:
+    """The staff role of a Telegram user linked to a staff member, else None."""
+    return await s.scalar(
+        select(StaffMember.role)
+        .join(TelegramIdentity, TelegramIdentity.staff_id == StaffMember.id)
+        .where(TelegramIdentity.telegram_user_id == telegram_user_id))
+
+
+async def require_linked_role(s: AsyncSession, telegram_user_id: int, roles: Iterable[str], *,
+                              action: str) -> str:
+    """The role of a linked staff member whose role is in `roles`, or PermissionDenied after
+    an audit row (catch it inside the unit of work so the row commits). Unlike `require_role`
+    this holds in any chat: it is for a staff member's own work in their private chat."""
+    allowed = set(roles)
+    role = await linked_role(s, telegram_user_id)
+    if role is not None and role in allowed:
+        return role
+    reason = "not_staff" if role is None else "wrong_role"
+    s.add(AuditLog(actor=f"tg:{telegram_user_id}", action="permission.denied",
+                   subject=action[:200],
+                   details={"reason": reason, "role": role, "roles": sorted(allowed)}))
+    raise PermissionDenied(f"{action} refused: {reason}", reason=reason)

@@ -107,7 +107,7 @@ def test_query_grammar() -> None:
 STAFF_CHAT = -1009
 
 
-async def test_only_report_roles_in_the_staff_group(db) -> None:  # type: ignore[no-untyped-def]
+async def test_only_report_roles_in_the_staff_group_or_their_own_chat(db) -> None:  # type: ignore[no-untyped-def]
     await build(db)
     async with db.transaction() as s:
         for user, name, role in ((3001, "Zhao", "trainer"), (3002, "Li", "customer_service")):
@@ -116,11 +116,14 @@ async def test_only_report_roles_in_the_staff_group(db) -> None:  # type: ignore
             await s.flush()
             s.add(TelegramIdentity(telegram_user_id=user, first_name=name, staff_id=staff.id))
     roles = ["admin", "trainer"]
-    await uow(db, reports.require_reporter, 3001, STAFF_CHAT, roles=roles,
-              staff_chat_id=STAFF_CHAT)
+    for chat in (STAFF_CHAT, 3001):  # the trainer in the staff group and in a private chat
+        await uow(db, reports.require_reporter, 3001, chat, roles=roles,
+                  staff_chat_id=STAFF_CHAT)
     refusals = ((3002, STAFF_CHAT),  # staff, but not a report role
+                (3002, 3002),        # … nor in their private chat
                 (2001, STAFF_CHAT),  # a dealer
-                (3001, 3001))        # the trainer, in a private chat
+                (2001, 2001),        # a dealer in a private chat
+                (3001, -100999))     # the trainer, in some other group
     for user, chat in refusals:
         with pytest.raises(PermissionDenied) as info:
             await uow(db, reports.require_reporter, user, chat, roles=roles,

@@ -110,6 +110,11 @@ async def test_trainer_gets_the_report_and_the_csv(bot: Harness) -> None:
     assert any("nosuchcourse" in t for t in got), got
 
 
+async def test_trainer_gets_the_report_in_a_private_chat_too(bot: Harness) -> None:
+    got = texts(await bot.say("trainer", "/progress rpt"))
+    assert any("陈列课" in t and "报名 1" in t and "已通过 1" in t for t in got), got
+
+
 async def test_dealer_is_refused_in_words(bot: Harness) -> None:
     got = texts(await bot.say("dealer", "/progress rpt"))
     refusal = ("Progress reports are for training staff", "学习进度报告仅限培训相关员工")
