@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from pathlib import Path
@@ -108,6 +109,9 @@ def part_count(row: OutboxMessage, default_locale: str) -> int:
 # sent after that (a lesson with a PDF pushed to 2,000 dealers is one upload, not 2,000).
 _uploaded: dict[tuple[str, float], str] = {}
 UPLOAD_CACHE_SIZE = 512
+# While a file's first upload is under way, other sends of the same file wait for it (and then
+# use its file_id) instead of uploading it again in parallel.
+_uploading: dict[tuple[str, float], asyncio.Lock] = {}
 
 
 def _local_key(ref: str) -> tuple[str, float] | None:
@@ -128,6 +132,21 @@ def _media(ref: str) -> Any:
         return _uploaded[key]
     path = Path(ref)
     return InputFile(path.read_bytes(), filename=path.name)
+
+
+async def _send_media(method: Any, chat_id: int, field: str, ref: str,
+                      **kwargs: Any) -> Any:
+    """Send a photo/document; a local file not uploaded yet is uploaded by one send at a time."""
+    key = _local_key(ref)
+    if key is None or key in _uploaded:
+        return await method(chat_id, **{field: _media(ref)}, **kwargs)
+    lock = _uploading.setdefault(key, asyncio.Lock())
+    async with lock:
+        message = await method(chat_id, **{field: _media(ref)}, **kwargs)
+        _remember_upload(ref, message)
+    if key in _uploaded:
+        _uploading.pop(key, None)
+    return message
 
 
 def _remember_upload(ref: str, message: Any) -> None:
@@ -207,9 +226,9 @@ async def send(bot: Bot, row: OutboxMessage, chat_id: int, default_locale: str) 
                 if what == "media":
                     method = bot.send_photo if row.media_kind == "photo" else bot.send_document
                     field = "photo" if row.media_kind == "photo" else "document"
-                    message = await method(chat_id, **{field: _media(str(row.media_ref))},
-                                           caption=body, parse_mode=ParseMode.HTML, **extra)
-                    _remember_upload(str(row.media_ref), message)
+                    message = await _send_media(method, chat_id, field, str(row.media_ref),
+                                                caption=body, parse_mode=ParseMode.HTML,
+                                                **extra)
                 else:
                     message = await bot.send_message(chat_id, body or "",
                                                      parse_mode=ParseMode.HTML, **extra)

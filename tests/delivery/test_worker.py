@@ -180,3 +180,29 @@ async def test_long_text_is_delivered_in_parts(db: Database, emu, ctl, tgbot) ->
     texts = [m["text"] for m in msgs if m.get("from", {}).get("is_bot")]
     assert len(texts) == 3 and all(len(t) <= 4096 for t in texts)
     assert "\n".join(texts) == long
+
+
+async def test_a_local_photo_is_uploaded_once_then_sent_by_file_id(
+        db: Database, emu, ctl, tgbot, tmp_path) -> None:
+    """Twelve chats get the same local photo at once: one upload, eleven sends by file_id
+    (the first sends must not all upload it in parallel before the first upload returns)."""
+    from bot.delivery import sender
+    photo = tmp_path / "lesson.png"
+    photo.write_bytes(bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c4944415408"
+        "d763f8cfc0000003010100c9fe92ef0000000049454e44ae426082"))
+    sender._uploaded.clear()
+    chats = list(range(601, 613))
+    await private_chats(ctl, *chats)
+    # The first upload is slow (a real one takes a while): later sends start before it returns.
+    await ctl.post("faults", {"method": "sendPhoto", "kind": "slow", "delay": 0.6})
+    async with db.transaction() as s:
+        for chat in chats:
+            await outbox.enqueue(s, chat, text="lesson", media_kind="photo",
+                                 media_ref=str(photo))
+    async with running_worker(fast_settings(), db, tgbot):
+        await wait_until(lambda: _all_final(db), what="all sent")
+    assert {r.status for r in await rows(db)} == {"sent"}
+    calls = [c for c in await ctl.get("calls?method=sendPhoto") if c["status"] == 200]
+    uploads = [c for c in calls if not isinstance(c["params"].get("photo"), str)]
+    assert len(calls) == 12 and len(uploads) == 1, [c["params"].get("photo") for c in calls]
