@@ -211,6 +211,17 @@ def buttons(sent: list[dict]) -> list[tuple[str, str]]:
     return out
 
 
+def pick(sent: list[dict], label_part: str) -> tuple[dict, str]:
+    """(message, callback_data) of the first button whose label contains `label_part`."""
+    for e in sent:
+        message = e.get("message") or {}
+        for row in (message.get("reply_markup") or {}).get("inline_keyboard") or []:
+            for b in row:
+                if label_part in b.get("text", ""):
+                    return message, b["callback_data"]
+    raise AssertionError(f"no {label_part!r} in {buttons(sent)}")
+
+
 async def start_system(data_dir: Path, log=print, *, skip: Iterable[str] = (),
                        prepare: Callable[[Any, Settings], Awaitable[Any]] | None = None,
                        ) -> Harness:

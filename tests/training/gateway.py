@@ -1,6 +1,6 @@
 """One running system for the training gateway tests: the sandbox harness's `start_system`
-without Rasa (training commands and buttons never go through NLU), and `pick` to find a
-button by its label (press it with `Harness.click`, `force=True` for a tap Telegram would
+without Rasa (training commands and buttons never go through NLU). Find a button with
+`sandbox.harness.pick`, press it with `Harness.click` (`force=True` for a tap Telegram would
 not offer)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.settings import Settings
-from sandbox.harness import Harness, buttons, start_system, stop_system
+from sandbox.harness import Harness, start_system, stop_system
 
 
 @asynccontextmanager
@@ -30,14 +30,3 @@ async def training_system(
         yield harness
     finally:
         await stop_system(harness)
-
-
-def pick(sent: list[dict], label_part: str) -> tuple[dict, str]:
-    """(message, callback_data) of the first button whose label contains `label_part`."""
-    for e in sent:
-        message = e.get("message") or {}
-        for row in (message.get("reply_markup") or {}).get("inline_keyboard") or []:
-            for b in row:
-                if label_part in b.get("text", ""):
-                    return message, b["callback_data"]
-    raise AssertionError(f"no {label_part!r} in {buttons(sent)}")

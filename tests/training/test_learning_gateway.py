@@ -17,8 +17,8 @@ from core.db import Database
 from core.models import Customer
 from core.services.accounts import link_identity_directly
 from core.settings import Settings
-from sandbox.harness import Harness, texts
-from tests.training.gateway import pick, training_system
+from sandbox.harness import Harness, pick, texts
+from tests.training.gateway import training_system
 from training import content, courses
 from training.models import Answer
 from training.spec import CourseSpec, ItemSpec, QuestionSpec

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import Database
 from core.settings import Settings
-from sandbox.harness import Harness, texts
-from tests.training.gateway import pick, training_system
+from sandbox.harness import Harness, pick, texts
+from tests.training.gateway import training_system
 from tests.training.test_push import course_spec
 from training import courses
 from training.models import PushRun
