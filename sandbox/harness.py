@@ -13,6 +13,7 @@ import contextlib
 import os
 import socket
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from bot.launcher import (
     standard_procs,
 )
 from core.cli import cmd_migrate, cmd_seed_demo
+from core.db import Database
 from core.settings import Settings, load_settings
 
 PERSONAS = {p["key"]: p for p in SANDBOX_PERSONAS}
@@ -109,6 +111,7 @@ class Harness:
     switch: TcpSwitch
     data_dir: Path
     http: aiohttp.ClientSession = field(default=None)  # type: ignore[assignment]
+    prepared: Any = None  # what start_system's `prepare` returned
 
     @property
     def emulator(self) -> str:
@@ -168,13 +171,17 @@ class Harness:
         return await self.replies(user["id"], after, timeout=timeout, expect=expect)
 
     async def click(self, persona: str | dict, message: dict, data: str,
-                    expect: int = 1) -> list[dict]:
-        """Press an inline button of a bot message."""
+                    expect: int = 1, *, force: bool = False) -> list[dict]:
+        """Press an inline button of a bot message; what the bot sent the persona back.
+
+        force: a press Telegram would not offer (the keyboard is gone — a fast double tap —
+        or `data` is not on it — a forgery); the emulator lets it through.
+        """
         user = self.user(persona)
         after = await self.last_seq()
         await self.control("POST", "updates/callback", {
             "user": user, "chat_id": message["chat"]["id"],
-            "message_id": message["message_id"], "data": data,
+            "message_id": message["message_id"], "data": data, "force": force,
         })
         return await self.replies(user["id"], after, expect=expect)
 
@@ -204,10 +211,28 @@ def buttons(sent: list[dict]) -> list[tuple[str, str]]:
     return out
 
 
-async def start_system(data_dir: Path, log=print) -> Harness:
-    """Prepare a fresh database and start every process; the model is trained if needed."""
-    from nlu.train import ensure_model
+def pick(sent: list[dict], label_part: str) -> tuple[dict, str]:
+    """(message, callback_data) of the first button whose label contains `label_part`."""
+    for e in sent:
+        message = e.get("message") or {}
+        for row in (message.get("reply_markup") or {}).get("inline_keyboard") or []:
+            for b in row:
+                if label_part in b.get("text", ""):
+                    return message, b["callback_data"]
+    raise AssertionError(f"no {label_part!r} in {buttons(sent)}")
 
+
+async def start_system(data_dir: Path, log=print, *, skip: Iterable[str] = (),
+                       prepare: Callable[[Any, Settings], Awaitable[Any]] | None = None,
+                       ) -> Harness:
+    """Prepare a fresh database and start every process; the model is trained if needed.
+
+    `skip` names launcher processes not to start (with "rasa" skipped no model is trained and
+    the gateway's Rasa is unreachable). `prepare(session, settings)`, if given, runs in one
+    database transaction after the demo seed and before any process starts; what it returns
+    is kept as `harness.prepared`.
+    """
+    skip = frozenset(skip)
     rasa_port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"}
     env.update({
@@ -224,17 +249,25 @@ async def start_system(data_dir: Path, log=print) -> Harness:
     await cmd_migrate(settings, argparse.Namespace())
     await cmd_seed_demo(settings, argparse.Namespace())
     await link_sandbox_personas(settings)
-    t0 = time.monotonic()
-    model = await asyncio.to_thread(ensure_model)
-    log(f"model ready in {time.monotonic() - t0:.1f} s: {model.name}")
+    prepared = await _prepare(settings, prepare) if prepare else None
+    model = None
+    if "rasa" not in skip:
+        from nlu.train import ensure_model
+
+        t0 = time.monotonic()
+        model = await asyncio.to_thread(ensure_model)
+        log(f"model ready in {time.monotonic() - t0:.1f} s: {model.name}")
     switch = TcpSwitch(rasa_port)
     await switch.start()
     full_env = process_env(settings, model, base=env)
     stack = Stack(full_env, echo=False, log_dir=data_dir / "logs")
     s = settings
-    harness = Harness(settings=s, env=full_env, stack=stack, switch=switch, data_dir=data_dir)
+    harness = Harness(settings=s, env=full_env, stack=stack, switch=switch, data_dir=data_dir,
+                      prepared=prepared)
     try:
         for proc in standard_procs(s):  # the launcher's processes and readiness checks
+            if proc.name in skip:
+                continue
             # The gateway reaches Rasa through the switch; everything else directly.
             stack.env = {**full_env, "RASA_PORT": str(switch.port)} if proc.name == "gateway" \
                 else full_env
@@ -250,6 +283,16 @@ async def start_system(data_dir: Path, log=print) -> Harness:
         raise
     harness.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
     return harness
+
+
+async def _prepare(settings: Settings, prepare: Callable[[Any, Settings], Awaitable[Any]]) -> Any:
+    """Run `prepare(session, settings)` in one transaction on the system's database."""
+    db = Database(settings.resolved_database_url())
+    try:
+        async with db.transaction() as session:
+            return await prepare(session, settings)
+    finally:
+        await db.dispose()
 
 
 async def stop_system(harness: Harness) -> None:

@@ -6,31 +6,20 @@ through the real gateway and delivery worker on the emulator, without Rasa.
 
 from __future__ import annotations
 
-import argparse
-import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 
-import aiohttp
 import pytest
 import pytest_asyncio
 from sqlalchemy import func, select
 
 from bot.gateway.render import plain, render
-from bot.launcher import (
-    Stack,
-    link_sandbox_personas,
-    process_env,
-    register_sandbox_chats,
-    standard_procs,
-)
-from core.cli import cmd_migrate, cmd_seed_demo
 from core.db import Database
 from core.models import AuditLog, Customer, OutboxMessage
 from core.services.accounts import link_identity_directly
-from core.settings import TrainingSection, load_settings
-from sandbox.harness import Harness, TcpSwitch, free_port, texts
+from core.settings import TrainingSection
+from sandbox.harness import Harness, pick, texts
 from tests.conftest import uow
+from tests.training.gateway import training_system
 from training import authoring, courses
 from training.authoring import Author, Incoming
 from training.models import AuthoringDraft, Course, CourseItem
@@ -304,42 +293,8 @@ PERSONA_TRAINER = {"id": 1003, "first_name": "Trainer Zhao", "is_bot": False}
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def bot(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Harness]:
     """Emulator, gateway, worker and scheduler on the demo data (actions and Rasa left out)."""
-    data: Path = tmp_path_factory.mktemp("authoring-gateway")
-    env = {k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"}
-    env.update({"APP_DATA_DIR": str(data), "DATABASE_URL": f"sqlite+aiosqlite:///{data/'g.db'}",
-                "RASA_PORT": str(free_port()), "ACTIONS_PORT": str(free_port()),
-                "SANDBOX_PORT": str(free_port()), "APP__RASA__TIMEOUT_SECONDS": "1"})
-    settings = load_settings(env=env)
-    await cmd_migrate(settings, argparse.Namespace())
-    await cmd_seed_demo(settings, argparse.Namespace())
-    await link_sandbox_personas(settings)
-    full = process_env(settings, None, base=env)
-    stack = Stack(full, echo=False, log_dir=data / "logs")
-    harness = Harness(settings=settings, env=full, stack=stack, switch=TcpSwitch(free_port()),
-                      data_dir=data)
-    try:
-        for proc in standard_procs(settings):
-            if proc.name in ("rasa", "actions"):
-                continue
-            await stack.start(proc, timeout=60)
-            if proc.name == "emulator":
-                await register_sandbox_chats(settings)
-        harness.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-        yield harness
-    finally:
-        if harness.http is not None:
-            await harness.http.close()
-        await stack.stop()
-
-
-def button_data(sent: list[dict], label_part: str) -> tuple[dict, str]:
-    for e in reversed(sent):
-        message = e.get("message") or {}
-        for row in (message.get("reply_markup") or {}).get("inline_keyboard") or []:
-            for b in row:
-                if label_part in b["text"]:
-                    return message, b["callback_data"]
-    raise AssertionError(f"no {label_part!r} button in {sent}")
+    async with training_system(tmp_path_factory, "authoring-gateway") as h:
+        yield h
 
 
 def said(key: str, locale: str, **variables) -> str:  # type: ignore[no-untyped-def]
@@ -366,14 +321,14 @@ async def test_trainer_writes_a_course_in_the_chat(bot: Harness) -> None:
     photo = await bot.say("trainer", "新包装", kind="photo")
     assert "已把图片加入第 1 课" in texts(photo)[0]
 
-    message, preview = button_data(photo, "预览")
+    message, preview = pick(photo, "预览")
     shown = await bot.click("trainer", message, preview, expect=3)
     assert "没有问题，可以保存" in texts(shown)[0], texts(shown)
     lesson = next(e["message"] for e in shown if (e.get("message") or {}).get("photo"))
     assert "网关课程" in lesson["caption"] and "新包装" in lesson["caption"]
     assert any("预览结束" in t for t in texts(shown))
 
-    message, save = button_data(shown, "保存")
+    message, save = pick(shown, "保存")
     saved = texts(await bot.click("trainer", message, save))
     assert "已保存" in saved[0] and "gw-basics" in saved[0], saved
     again = texts(await bot.click("trainer", message, save))

@@ -4,27 +4,17 @@ the dealer gets the lesson from the worker, a non-trainer is refused in words.""
 
 from __future__ import annotations
 
-import argparse
-import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 
-import aiohttp
 import pytest
 import pytest_asyncio
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.launcher import (
-    Stack,
-    link_sandbox_personas,
-    process_env,
-    register_sandbox_chats,
-    standard_procs,
-)
-from core.cli import cmd_migrate, cmd_seed_demo
 from core.db import Database
-from core.settings import load_settings
-from sandbox.harness import Harness, TcpSwitch, buttons, free_port, texts
+from core.settings import Settings
+from sandbox.harness import Harness, pick, texts
+from tests.training.gateway import training_system
 from tests.training.test_push import course_spec
 from training import courses
 from training.models import PushRun
@@ -36,63 +26,16 @@ TRAINER = {"id": 1003, "first_name": "Trainer Zhao", "language_code": "zh-hans",
 DEALER = {"id": 1002, "first_name": "Li Dealer", "language_code": "en", "is_bot": False}
 
 
+async def add_course(s: AsyncSession, settings: Settings) -> None:
+    """The test course `basics` next to the demo data."""
+    await courses.save_course(s, course_spec(), actor="test")
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def bot(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Harness]:
     """Emulator, gateway, worker and scheduler on the demo data plus a course."""
-    data: Path = tmp_path_factory.mktemp("push-gateway")
-    env = {k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"}
-    env.update({"APP_DATA_DIR": str(data), "DATABASE_URL": f"sqlite+aiosqlite:///{data/'g.db'}",
-                "RASA_PORT": str(free_port()), "ACTIONS_PORT": str(free_port()),
-                "SANDBOX_PORT": str(free_port()), "APP__RASA__TIMEOUT_SECONDS": "1"})
-    settings = load_settings(env=env)
-    await cmd_migrate(settings, argparse.Namespace())
-    await cmd_seed_demo(settings, argparse.Namespace())
-    await link_sandbox_personas(settings)
-    db = Database(settings.resolved_database_url())
-    try:
-        async with db.transaction() as s:
-            if await s.scalar(select(func.count()).select_from(courses.Course)
-                              .where(courses.Course.code == "basics")) == 0:
-                await courses.save_course(s, course_spec(), actor="test")
-    finally:
-        await db.dispose()
-    full = process_env(settings, None, base=env)
-    stack = Stack(full, echo=False, log_dir=data / "logs")
-    harness = Harness(settings=settings, env=full, stack=stack, switch=TcpSwitch(free_port()),
-                      data_dir=data)
-    try:
-        for proc in standard_procs(settings):
-            if proc.name in ("rasa", "actions"):
-                continue
-            await stack.start(proc, timeout=60)
-            if proc.name == "emulator":
-                await register_sandbox_chats(settings)
-        harness.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-        yield harness
-    finally:
-        if harness.http is not None:
-            await harness.http.close()
-        await stack.stop()
-
-
-def pick(sent: list[dict], label_part: str) -> tuple[dict, str]:
-    """The message and callback data of the first button whose label has `label_part`."""
-    for e in sent:
-        message = e.get("message") or {}
-        for row in (message.get("reply_markup") or {}).get("inline_keyboard") or []:
-            for b in row:
-                if label_part in b["text"]:
-                    return message, b["callback_data"]
-    raise AssertionError(f"no {label_part!r} in {buttons(sent)}")
-
-
-async def press(h: Harness, user: dict, message: dict, data: str) -> list[dict]:
-    """Press a button (even one whose keyboard is gone, like a fast double tap)."""
-    after = await h.last_seq()
-    await h.control("POST", "updates/callback", {"user": user, "chat_id": user["id"],
-                                                 "message_id": message["message_id"],
-                                                 "data": data, "force": True})
-    return await h.replies(user["id"], after)
+    async with training_system(tmp_path_factory, "push-gateway", add_course) as h:
+        yield h
 
 
 async def runs(h: Harness) -> int:
@@ -116,8 +59,8 @@ async def test_preview_send_double_tap_fires_once_and_the_dealer_gets_the_lesson
     assert "未知的经销商代码（未包含）：D404" in shown and "时间：立即" in shown
     message, send = pick(preview, "发送")
     after_dealer = await bot.last_seq()
-    first = texts(await press(bot, TRAINER, message, send))
-    second = texts(await press(bot, TRAINER, message, send))
+    first = texts(await bot.click(TRAINER, message, send, force=True))
+    second = texts(await bot.click(TRAINER, message, send, force=True))
     assert any("已发出：1 位经销商" in t for t in first), first
     assert any("已经发出或已取消" in t for t in second), second
     lesson = await bot.replies(DEALER["id"], after_dealer, timeout=30)
@@ -134,12 +77,12 @@ async def test_scheduled_push_is_listed_and_cancelled(bot: Harness) -> None:
     assert "整门课程" in shown and "每周一 09:00（Europe/Berlin）" in shown, shown
     assert "Asia/Shanghai = " in shown, shown  # the next time in both zones
     message, send = pick(preview, "发送")
-    scheduled = texts(await press(bot, TRAINER, message, send))
+    scheduled = texts(await bot.click(TRAINER, message, send, force=True))
     assert any("已排期：每周一 09:00" in t for t in scheduled), scheduled
     listed = await bot.say(TRAINER, "/pushes")
     assert "已排期的推送" in texts(listed)[0]
     message, cancel = pick(listed, "取消 #")
-    assert any("已取消" in t for t in texts(await press(bot, TRAINER, message, cancel)))
+    assert any("已取消" in t for t in texts(await bot.click(TRAINER, message, cancel, force=True)))
     assert "没有已排期的推送" in texts(await bot.say(TRAINER, "/pushes"))[0]
 
 
@@ -152,12 +95,12 @@ async def test_a_dealer_cannot_push_or_press_a_trainers_button(bot: Harness) -> 
     preview = await bot.say(TRAINER, "/push basics lesson=shelf dealers=D001")
     message, send = pick(preview, "发送")
     before = await runs(bot)
-    forged = texts(await press(bot, DEALER, own, send))  # the trainer's payload
+    forged = texts(await bot.click(DEALER, own, send, force=True))  # the trainer's payload
     assert any("Only trainers" in t for t in forged), forged
     for bad in ("trnp:ok:abc", "trnp:ok:99999999", "trnp:cancel:-1"):
-        await press(bot, TRAINER, message, bad)
+        await bot.click(TRAINER, message, bad, force=True)
     assert await runs(bot) == before  # nothing fired
     message, cancel = pick(preview, "取消")
-    assert any("已放弃" in t for t in texts(await press(bot, TRAINER, message, cancel)))
+    assert any("已放弃" in t for t in texts(await bot.click(TRAINER, message, cancel, force=True)))
     assert any("已经发出或已取消" in t
-               for t in texts(await press(bot, TRAINER, message, send)))
+               for t in texts(await bot.click(TRAINER, message, send, force=True)))

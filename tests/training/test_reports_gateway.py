@@ -3,30 +3,19 @@ a dealer and a retailer see, including the CSV document staff receive."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
-import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 
-import aiohttp
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.launcher import (
-    Stack,
-    link_sandbox_personas,
-    process_env,
-    register_sandbox_chats,
-    standard_procs,
-)
-from core.cli import cmd_migrate, cmd_seed_demo
-from core.db import Database
 from core.models import Customer, TelegramIdentity
-from core.settings import load_settings
-from sandbox.harness import Harness, TcpSwitch, free_port, texts
+from core.settings import Settings
+from sandbox.harness import Harness, texts
+from tests.training.gateway import training_system
 from tests.training.progress_fixture import course_spec
 from training import certificates, content, courses
 
@@ -36,48 +25,25 @@ TRAINER = {"id": 1003, "first_name": "Trainer Zhao", "is_bot": False}
 STAFF = {"id": 1005, "first_name": "客服小李", "is_bot": False}
 
 
+async def passed_d001(s: AsyncSession, settings: Settings) -> tuple[str, str]:
+    """A course D001 passed with a certificate: (certificate code, the holder's name)."""
+    course = await courses.save_course(s, course_spec("rpt", "陈列课"), actor="test")
+    dealer = await s.scalar(select(Customer.id).where(Customer.code == "D001"))
+    e, _ = await content.enroll(s, course.id, dealer)
+    e.passed_at = e.completed_at = e.started_at = e.enrolled_at
+    cert = await certificates.issue(s, e.id, settings=settings)
+    name = await s.scalar(select(TelegramIdentity.first_name)
+                          .where(TelegramIdentity.telegram_user_id == 1002))
+    return cert.code, name
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def bot(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Harness]:
     """Emulator, gateway and worker on the demo data plus a course D001 passed."""
-    data: Path = tmp_path_factory.mktemp("training-reports")
-    env = {k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"}
-    env.update({"APP_DATA_DIR": str(data), "DATABASE_URL": f"sqlite+aiosqlite:///{data/'g.db'}",
-                "RASA_PORT": str(free_port()), "ACTIONS_PORT": str(free_port()),
-                "SANDBOX_PORT": str(free_port()), "APP__RASA__TIMEOUT_SECONDS": "1"})
-    settings = load_settings(env=env)
-    await cmd_migrate(settings, argparse.Namespace())
-    await cmd_seed_demo(settings, argparse.Namespace())
-    await link_sandbox_personas(settings)
-    db = Database(settings.resolved_database_url())
-    try:
-        async with db.transaction() as s:
-            course = await courses.save_course(s, course_spec("rpt", "陈列课"), actor="test")
-            dealer = await s.scalar(select(Customer.id).where(Customer.code == "D001"))
-            e, _ = await content.enroll(s, course.id, dealer)
-            e.passed_at = e.completed_at = e.started_at = e.enrolled_at
-            cert = await certificates.issue(s, e.id, settings=settings)
-            name = await s.scalar(select(TelegramIdentity.first_name)
-                                  .where(TelegramIdentity.telegram_user_id == 1002))
-    finally:
-        await db.dispose()
-    full = process_env(settings, None, base=env)
-    stack = Stack(full, echo=False, log_dir=data / "logs")
-    harness = Harness(settings=settings, env=full, stack=stack, switch=TcpSwitch(free_port()),
-                      data_dir=data)
-    harness.code, harness.holder = cert.code, name  # type: ignore[attr-defined]
-    try:
-        for proc in standard_procs(settings):
-            if proc.name in ("rasa", "actions", "scheduler"):
-                continue
-            await stack.start(proc, timeout=60)
-            if proc.name == "emulator":
-                await register_sandbox_chats(settings)
-        harness.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-        yield harness
-    finally:
-        if harness.http is not None:
-            await harness.http.close()
-        await stack.stop()
+    async with training_system(tmp_path_factory, "training-reports", passed_d001,
+                               skip=("rasa", "actions", "scheduler")) as h:
+        h.code, h.holder = h.prepared  # type: ignore[attr-defined]
+        yield h
 
 
 async def in_staff_chat(h: Harness, user: dict, text: str) -> list[dict]:
