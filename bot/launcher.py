@@ -49,7 +49,9 @@ SANDBOX_TRIES = [
 
 
 async def register_sandbox_chats(settings: Settings) -> None:
-    """Tell the emulator about the staff group, with the staff persona and the bot in it."""
+    """Tell the emulator about the staff group (with the staff persona and the bot in it) and
+    about each persona's private chat — as if each had started the bot once, so a lesson a
+    trainer pushes reaches the demo dealer before the dealer has written anything."""
     staff = next(p for p in SANDBOX_PERSONAS if p["key"] == "staff")
     body = {
         "id": settings.staff_chat_id, "type": "supergroup", "title": "客服组 Staff desk",
@@ -57,10 +59,14 @@ async def register_sandbox_chats(settings: Settings) -> None:
         "members": [{"user": {"id": staff["user_id"], "first_name": staff["first_name"],
                               "is_bot": False}, "status": "administrator"}],
     }
+    privates = [{"id": p["user_id"], "type": "private", "first_name": p["first_name"]}
+                for p in SANDBOX_PERSONAS]
     async with aiohttp.ClientSession() as http:
-        async with http.post(f"{settings.sandbox.url}/_emulator/chats", json=body) as resp:
-            if resp.status >= 400:
-                raise RuntimeError(f"emulator refused the staff chat: {await resp.text()}")
+        for chat in (body, *privates):
+            async with http.post(f"{settings.sandbox.url}/_emulator/chats", json=chat) as resp:
+                if resp.status >= 400:
+                    raise RuntimeError(f"emulator refused chat {chat['id']}: "
+                                       f"{await resp.text()}")
     from community.sandbox import register_demo_groups
     await register_demo_groups(settings)  # demo dealer groups (emulator + database)
 
@@ -371,6 +377,7 @@ async def prepare(settings: Settings, demo: bool) -> Path:
 async def link_sandbox_personas(settings: Settings) -> None:
     """Link the sandbox personas to demo accounts, so the chat page works at once."""
     from core.db import Database
+    from core.i18n import locale_from_language_code
     from core.services.accounts import link_identity_directly
 
     db = Database(settings.resolved_database_url())
@@ -381,6 +388,7 @@ async def link_sandbox_personas(settings: Settings) -> None:
                     s, int(p["user_id"]), str(p["first_name"]),
                     customer_code=p.get("customer_code"), staff_name=p.get("staff_name"),
                     staff_role=str(p.get("staff_role") or "trainer"),
+                    locale=locale_from_language_code(str(p.get("language_code") or "")),
                 )
     finally:
         await db.dispose()

@@ -7,21 +7,11 @@ from __future__ import annotations
 import pytest
 
 from sandbox.harness import Harness, buttons, texts
+from sandbox.harness import pick as pick_button
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 STAFF_USER = {"id": 1005, "first_name": "客服小李", "is_bot": False}
-
-
-def button(sent: list[dict], label_part: str) -> tuple[dict, str]:
-    """(message, callback_data) of the first button whose label contains `label_part`."""
-    for e in sent:
-        message = e.get("message") or {}
-        for row in (message.get("reply_markup") or {}).get("inline_keyboard") or []:
-            for b in row:
-                if label_part in b.get("text", ""):
-                    return message, b["callback_data"]
-    raise AssertionError(f"no button {label_part!r} in {buttons(sent)}")
 
 
 def messages(sent: list[dict]) -> list[str]:
@@ -44,10 +34,10 @@ async def redeem(system: Harness, gift: str) -> tuple[int, dict, str]:
     """The dealer redeems `gift` through /redeem; returns (request number, staff post,
     approve data)."""
     catalogue = await system.say("dealer", "/redeem")
-    message, pick = button(catalogue, gift)
+    message, pick = pick_button(catalogue, gift)
     confirm = await system.click("dealer", message, pick)
     assert any("Balance" in t for t in messages(confirm)), texts(confirm)
-    message, ok = button(confirm, "Confirm")
+    message, ok = pick_button(confirm, "Confirm")
     after = await system.last_seq()
     done = await system.click("dealer", message, ok)
     redeemed = next(t for t in messages(done) if "request #" in t)
@@ -69,12 +59,12 @@ async def test_dealer_redeems_a_gift_and_customer_service_approves(system: Harne
     catalogue = await system.say("dealer", "redeem my points")
     assert any("Rewards" in t for t in messages(catalogue)), texts(catalogue)
     assert any(data == "pts:cat:1" for _, data in buttons(catalogue))
-    message, pick = button(catalogue, "umbrella")
+    message, pick = pick_button(catalogue, "umbrella")
     confirm = await system.click("dealer", message, pick)
     assert any("600" in t and "2000 → 1400" in t for t in messages(confirm)), texts(confirm)
 
     # Confirm, then a stale second tap on the same button: redeemed once.
-    message, ok = button(confirm, "Confirm")
+    message, ok = pick_button(confirm, "Confirm")
     after = await system.last_seq()
     done = await system.click("dealer", message, ok)
     redeemed = next(t for t in messages(done) if "request #" in t)

@@ -112,10 +112,8 @@ async def test_the_readme_sandbox_story(bot: Harness) -> None:
     assert (len(course.spec.items), quiz.kind, len(right), quiz.draw, quiz.pass_mark) == \
         (4, "quiz", 5, 3, 60)
 
-    # The dealer opens their chat first: the bot cannot start a private chat (Telegram and the
-    # emulator answer "chat not found"), and the seed links the personas without one. They
-    # write English, so the bot answers them in English from now on.
-    assert await bot.say("dealer", "hello")
+    # The dealer has not written yet: the sandbox registers each persona's private chat (as if
+    # they had started the bot) and links them in their own language (the dealer's is English).
     # The trainer, in their private chat with the bot: the preview, then Send.
     preview = await bot.say("trainer", "/push product-basics dealers=D001")
     assert "推送预览" in shown(preview)[0] and course.spec.title in shown(preview)[0], \
