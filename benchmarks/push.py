@@ -534,7 +534,7 @@ each linked to a private chat the emulator knows, with Telegram's flood limits o
 | allowed_per_s (settings.delivery.global_per_second) | {r['allowed_per_s']} | |
 | rate_ratio | {r['rate_ratio']} | ≥ 0.90 |
 | duplicates / losses / in chats not pushed to | {r['duplicates']} / {r['losses']} / {r['unexpected']} | 0 / 0 / 0 |
-| photo uploads (the rest by Telegram's file_id) | {r['photo_uploads']} | 1 per worker process, plus sends already in flight before the first upload returned |
+| photo uploads (the rest by Telegram's file_id) | {r['photo_uploads']} | 1 per worker process (sends of the same file wait for its first upload) |
 | emulator 429s during the push | {r['push_429s']} | rare |
 | restart: in flight at kill -9 / duplicates / losses | {r['restart_in_flight']} / {r['restart_duplicates']} / {r['restart_losses']} | dup ≤ in flight, 0 lost |
 | restart: killed after / photo uploads | {r['restart_killed_after_s']} s / {r['restart_photo_uploads']} | |
