@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -85,3 +88,10 @@ def _asyncpg_ping(dbapi_connection, _record, _proxy) -> None:  # type: ignore[no
         await_only(dbapi_connection.driver_connection.execute("SELECT 1"))
     except Exception as exc:
         raise DisconnectionError(f"connection failed its ping: {exc}") from exc
+
+
+def insert_for(s: AsyncSession, model: Any) -> Any:
+    """An INSERT for `model` in the session's dialect (PostgreSQL or SQLite), so callers can
+    add `.on_conflict_do_nothing(…)` / `.on_conflict_do_update(…)`: one-time by the database."""
+    dialect = s.bind.dialect.name if s.bind is not None else "sqlite"
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(model)

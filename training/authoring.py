@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import insert_for
 from core.errors import PermissionDenied
 from core.i18n import renderer
 from core.models import PRIORITY_INTERACTIVE, utcnow
@@ -39,7 +40,7 @@ from core.services.outbox import enqueue
 from core.services.staff import require_linked_role
 from core.settings import TrainingSection
 from training import courses
-from training.content import ItemMessage, _insert, item_messages
+from training.content import ItemMessage, item_messages
 from training.models import AuthoringDraft, Course
 from training.spec import (
     KEY_RE,
@@ -322,7 +323,7 @@ async def _create(s: AsyncSession, who: Author, data: dict[str, Any],
                   step: str) -> AuthoringDraft | Screen:
     now = utcnow()
     draft_id = await s.scalar(
-        _insert(s, AuthoringDraft)
+        insert_for(s, AuthoringDraft)
         .values(telegram_user_id=who.user_id, chat_id=who.chat_id, status="open", step=step,
                 spec=data, created_at=now, updated_at=now)
         .on_conflict_do_nothing(index_elements=["telegram_user_id"],

@@ -30,13 +30,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import insert_for
 from core.errors import NotFound
 from core.i18n import detect_script, renderer
 from core.models import Customer, TelegramIdentity, utcnow
 from core.screens import Screen
 from core.services.outbox import enqueue
 from core.settings import Settings, load_settings
-from training.content import Target, _insert
+from training.content import Target
 from training.models import Certificate, Course, Enrollment
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
@@ -115,7 +116,7 @@ async def issue(s: AsyncSession, enrollment_id: int, *, settings: Settings,
             issued_on=utcnow().astimezone(ZoneInfo(settings.app.timezone)).date(),
             issued_at=utcnow())
         for _ in range(5):  # a code collision (2^-60) just draws another code
-            await s.execute(_insert(s, Certificate).values(code=new_code(), **values)
+            await s.execute(insert_for(s, Certificate).values(code=new_code(), **values)
                             .on_conflict_do_nothing())
             existing = await s.scalar(select(Certificate)
                                       .where(Certificate.enrollment_id == enrollment_id))

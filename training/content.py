@@ -27,10 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import insert_for
 from core.models import PRIORITY_NOTICE, utcnow
 from core.screens import button
 from core.services.outbox import enqueue
@@ -61,16 +60,12 @@ def parse_payload(data: str | None) -> tuple[str, list[int]] | None:
     return verb, ids
 
 
-def _insert(s: AsyncSession, model):  # type: ignore[no-untyped-def]
-    dialect = s.bind.dialect.name if s.bind is not None else "sqlite"
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(model)
-
 
 async def enroll(s: AsyncSession, course_id: int, customer_id: int, *,
                  push_id: int | None = None) -> tuple[Enrollment, bool]:
     """The dealer's enrolment in the course, created once (unique key); (row, created)."""
     created = await s.scalar(
-        _insert(s, Enrollment)
+        insert_for(s, Enrollment)
         .values(course_id=course_id, customer_id=customer_id, push_id=push_id,
                 enrolled_at=utcnow())
         .on_conflict_do_nothing(index_elements=["course_id", "customer_id"])
@@ -93,7 +88,7 @@ async def next_item(s: AsyncSession, enrollment: Enrollment) -> CourseItem | Non
 
 async def mark_delivered(s: AsyncSession, enrollment_id: int, item_id: int) -> None:
     """Record that the item was sent to the dealer (once; later sends keep the first time)."""
-    await s.execute(_insert(s, ItemProgress)
+    await s.execute(insert_for(s, ItemProgress)
                     .values(enrollment_id=enrollment_id, item_id=item_id, delivered_at=utcnow())
                     .on_conflict_do_nothing(index_elements=["enrollment_id", "item_id"]))
 

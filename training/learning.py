@@ -29,13 +29,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.points import ledger
 from community.points.errors import NotEligible
+from core.db import insert_for
 from core.errors import DomainError, NotLinked
 from core.models import PRIORITY_INTERACTIVE, utcnow
 from core.screens import Screen, button
 from core.services.accounts import IdentityView
 from core.settings import Settings
 from training import certificates, courses
-from training.content import Target, _insert, next_item, parse_payload, payload, queue_item
+from training.content import Target, next_item, parse_payload, payload, queue_item
 from training.models import (
     Answer,
     Attempt,
@@ -252,7 +253,7 @@ async def _done(p: _Press, enrollment_id: int, item_id: int) -> Outcome:
     item = await _item(p, enrollment, item_id, "lesson")
     now = utcnow()
     created = await p.s.scalar(
-        _insert(p.s, ItemProgress)
+        insert_for(p.s, ItemProgress)
         .values(enrollment_id=enrollment.id, item_id=item.id, delivered_at=now, done_at=now)
         .on_conflict_do_nothing(index_elements=["enrollment_id", "item_id"])
         .returning(ItemProgress.id))
@@ -456,7 +457,7 @@ async def _start(p: _Press, enrollment: Enrollment, item: CourseItem) -> Outcome
     drawn = _rng.sample(pool, min(item.draw or len(pool), len(pool)))
     number = (last or 0) + 1
     new_id = await p.s.scalar(
-        _insert(p.s, Attempt)
+        insert_for(p.s, Attempt)
         .values(enrollment_id=enrollment.id, item_id=item.id, number=number,
                 question_ids=[q.id for q in drawn], started_at=utcnow())
         .on_conflict_do_nothing(index_elements=["enrollment_id", "item_id", "number"])
@@ -485,7 +486,7 @@ async def _ans(p: _Press, attempt_id: int, question_id: int, option: int) -> Out
     if not question.multi:
         right = [option] == sorted(question.correct)
         created = await p.s.scalar(
-            _insert(p.s, Answer)
+            insert_for(p.s, Answer)
             .values(attempt_id=attempt.id, question_id=question.id, chosen=[option],
                     correct=right, submitted_at=now)
             .on_conflict_do_nothing(index_elements=["attempt_id", "question_id"])
@@ -494,7 +495,7 @@ async def _ans(p: _Press, attempt_id: int, question_id: int, option: int) -> Out
             return Outcome(notice="training_already_answered")
         return await _answered(p, enrollment, attempt, question, [option], right)
     if answer is None:
-        await p.s.execute(_insert(p.s, Answer)
+        await p.s.execute(insert_for(p.s, Answer)
                           .values(attempt_id=attempt.id, question_id=question.id, chosen=[])
                           .on_conflict_do_nothing(index_elements=["attempt_id", "question_id"]))
         answer = await p.s.scalar(select(Answer).where(Answer.attempt_id == attempt.id,
@@ -567,7 +568,7 @@ async def _finish(p: _Press, enrollment: Enrollment, attempt: Attempt) -> list[S
         Attempt.enrollment_id == enrollment.id, Attempt.item_id == item.id)) or 0)
     left = None if item.max_attempts is None else max(0, item.max_attempts - used)
     done = passed or left == 0
-    await p.s.execute(_insert(p.s, ItemProgress)
+    await p.s.execute(insert_for(p.s, ItemProgress)
                       .values(enrollment_id=enrollment.id, item_id=item.id, delivered_at=now)
                       .on_conflict_do_nothing(index_elements=["enrollment_id", "item_id"]))
     values: dict[str, Any] = {"best_score": case(

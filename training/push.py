@@ -37,13 +37,12 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community import announcements
 from community.groups import BadOptions, parse_options
 from community.models import CommunityGroup, GroupMember
+from core.db import insert_for
 from core.errors import DomainError, NotFound, PermissionDenied
 from core.models import PRIORITY_BULK, AuditLog, Customer, TelegramIdentity, utcnow
 from core.screens import Screen, button
@@ -454,10 +453,6 @@ async def confirm(s: AsyncSession, push_id: int, actor: str, *,
 # --------------------------------------------------------------------------- fire
 
 
-def _insert(s: AsyncSession, model):  # type: ignore[no-untyped-def]
-    dialect = s.bind.dialect.name if s.bind is not None else "sqlite"
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(model)
-
 
 async def fire(s: AsyncSession, push: Push, slot: str, now: dt.datetime, *,
                audience: Audience | None = None) -> FireResult | None:
@@ -468,7 +463,7 @@ async def fire(s: AsyncSession, push: Push, slot: str, now: dt.datetime, *,
     None when this slot fired before. `audience`: the segment just resolved (else resolved
     here)."""
     run_id = await s.scalar(
-        _insert(s, PushRun).values(push_id=push.id, slot=slot[:40], fired_at=now)
+        insert_for(s, PushRun).values(push_id=push.id, slot=slot[:40], fired_at=now)
         .on_conflict_do_nothing(index_elements=["push_id", "slot"]).returning(PushRun.id))
     if run_id is None:
         return None
@@ -526,7 +521,7 @@ async def _enroll_all(s: AsyncSession, course_id: int, customer_ids: list[int],
     out: dict[int, Enrollment] = {}
     for start in range(0, len(customer_ids), BATCH):
         chunk = customer_ids[start:start + BATCH]
-        await s.execute(_insert(s, Enrollment)
+        await s.execute(insert_for(s, Enrollment)
                         .values([{"course_id": course_id, "customer_id": c, "push_id": push_id,
                                   "enrolled_at": utcnow()} for c in chunk])
                         .on_conflict_do_nothing(index_elements=["course_id", "customer_id"]))
